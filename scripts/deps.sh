@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install what converse needs from Debian's packages, once. Quick no-op when
+# everything is already there.
+set -e
+PKGS="lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev libcurl4-openssl-dev curl
+lua-cjson lua-busted lua-socket luarocks nginx-light libnginx-mod-http-lua
+lua-resty-core gcc make python3 valgrind"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "converse: installing missing packages:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,51 @@
+#!/bin/sh
+# Run the busted spec suite under Lua 5.4 and LuaJIT and print one closing
+# line "N passed, M failed" (busted successes vs failures + errors, both runs).
+#   scripts/test.sh              both Lua versions, normal build
+#   scripts/test.sh --asan       Lua 5.4 against build/asan (ASan + UBSan)
+#   scripts/test.sh --valgrind   Lua 5.4 under valgrind (leak check)
+#   extra arguments after the mode are passed to busted (e.g. spec/json_spec.lua)
+cd "$(dirname "$0")/.." || exit 1
+mode=normal
+case "$1" in --asan|--valgrind) mode=${1#--}; shift ;; esac
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+passed=0; failed=0; rc=0
+
+run() { # name lua build [wrapper...]
+  name=$1; lua=$2; build=$3; shift 3
+  echo "== busted under $name"
+  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$build/?.so;;" \
+  CONVERSE_LUA="$lua" CONVERSE_BUILD="$build" \
+    "$@" "$lua" /usr/bin/busted --output=utfTerminal "${SPECS:-spec}" >"$log" 2>&1
+  status=$?
+  cat "$log"
+  line=$(grep -aE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "converse: busted under $name printed no summary (exit $status)"
+    failed=$((failed + 1)); rc=1; return
+  fi
+  s=$(echo "$line" | sed -E 's/.*\b([0-9]+) success.*/\1/')
+  f=$(echo "$line" | sed -E 's/.*\b([0-9]+) failures?.*/\1/')
+  e=$(echo "$line" | sed -E 's/.*\b([0-9]+) errors?.*/\1/')
+  passed=$((passed + s)); failed=$((failed + f + e))
+  [ "$status" -ne 0 ] && rc=1
+}
+
+[ $# -gt 0 ] && SPECS="$*"
+case $mode in
+  normal)
+    run "Lua 5.4" lua5.4 build/lua5.4
+    run "LuaJIT" luajit build/luajit ;;
+  asan)
+    libasan=$(gcc -print-file-name=libasan.so)
+    libubsan=$(gcc -print-file-name=libubsan.so)
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      run "Lua 5.4 (ASan+UBSan)" lua5.4 build/asan env LD_PRELOAD="$libasan:$libubsan" ;;
+  valgrind)
+    CONVERSE_VALGRIND=1 run "Lua 5.4 (valgrind)" lua5.4 build/lua5.4 \
+      valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
+               --trace-children=no ;;
+esac
+[ "$failed" -gt 0 ] && rc=1
+echo "$passed passed, $failed failed"
+exit $rc

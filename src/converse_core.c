@@ -1,0 +1,37 @@
+/*
+** converse_core.c -- luaopen_converse_core: registration only.
+*/
+#include "cv.h"
+
+static int core_error_mt(lua_State *L) {
+  luaL_getmetatable(L, CV_ERROR_MT);
+  return 1;
+}
+
+static int core_array_mt(lua_State *L) {
+  luaL_getmetatable(L, CV_ARRAY_MT);
+  return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+  {"json_decode",   cv_json_decode},
+  {"json_encode",   cv_json_encode},
+  {"error_mt",      core_error_mt},
+  {"array_mt",      core_array_mt},
+  {NULL, NULL}
+};
+
+int luaopen_converse_core(lua_State *L);
+
+int luaopen_converse_core(lua_State *L) {
+  cv_errors_open(L);
+  lua_newtable(L);
+  luaL_setfuncs(L, core_funcs, 0);
+  lua_pushliteral(L, CV_VERSION);
+  lua_setfield(L, -2, "VERSION");
+  lua_pushlightuserdata(L, NULL);          /* same value as cjson.null */
+  lua_setfield(L, -2, "null");
+  cv_decoder_open(L);                      /* pushes the constructor */
+  lua_setfield(L, -2, "decoder");
+  return 1;
+}
