@@ -33,5 +33,8 @@ int luaopen_converse_core(lua_State *L) {
   lua_setfield(L, -2, "null");
   cv_decoder_open(L);                      /* pushes the constructor */
   lua_setfield(L, -2, "decoder");
+  cv_transport_open(L);
+  lua_setfield(L, -2, "transport");
+  cv_policy_open(L);
   return 1;
 }

@@ -31,4 +31,24 @@ int cv_json_encode(lua_State *L);      /* core.json_encode(v [, opts]) */
 int cv_json_decode(lua_State *L);      /* core.json_decode(s [, opts]) */
 void cv_decoder_open(lua_State *L);    /* registers converse.Decoder; pushes core.decoder */
 
+#define CV_DECODER_MT     "converse.Decoder"
+typedef struct cv_decoder cv_decoder;
+enum { CV_DEC_MORE = 0, CV_DEC_RECORD = 1, CV_DEC_DONE = 2 };
+cv_decoder *cv_decoder_new(lua_State *L, int opts_idx);
+cv_decoder *cv_decoder_check(lua_State *L, int idx);
+int      cv_decoder_feed(cv_decoder *d, const char *p, size_t n);  /* never raises */
+size_t   cv_decoder_pending(const cv_decoder *d);
+void     cv_decoder_eof(cv_decoder *d);
+int      cv_decoder_next(lua_State *L, cv_decoder *d);
+int      cv_decoder_skip(lua_State *L, cv_decoder *d);
+void     cv_decoder_push_envelope(lua_State *L, cv_decoder *d);
+uint64_t cv_decoder_count(const cv_decoder *d);
+void     cv_decoder_reset(cv_decoder *d);
+
+/* ---- transport.c ------------------------------------------------------- */
+void cv_transport_open(lua_State *L);  /* registers the metatables; pushes core.transport */
+
+/* ---- policy.c (sans-I/O: retry, backoff, rate limits) ------------------- */
+void cv_policy_open(lua_State *L);     /* sets its functions into the table on top */
+
 #endif

@@ -1,0 +1,165 @@
+--- AgentX Support Export API (seed 004; DeepConverse, seed 001):
+-- conversations and messages over a time window, `x-api-key`, cursor
+-- paging, at most 1000 records a page, 3 requests/second per endpoint.
+-- `converse.deepconverse` is the same constructor.
+-- @module converse.agentx
+local vendor = require "converse.vendor"
+local errors = require "converse.errors"
+local core   = require "converse.core"
+
+local type, tostring, tonumber, ipairs, pairs = type, tostring, tonumber, ipairs, pairs
+local sort, concat, floor = table.sort, table.concat, math.floor
+
+local M = {}
+
+M.BASE_URL = "https://api.converseapps.com"
+M.MAX_PER_PAGE = 1000
+M.RATE_LIMIT = { per_second = 3 }
+
+local AgentX = vendor.define {
+  name = "agentx",
+  endpoints = {
+    conversations = { "LIST", "/conversations/export/v1/conversations" },
+    messages      = { "LIST", "/conversations/export/v1/messages" },
+  },
+}
+
+-- Days since 1970-01-01 of a proleptic Gregorian date (no time zone involved).
+local function days_from_civil(y, m, d)
+  y = m <= 2 and y - 1 or y
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local doy = floor((153 * (m + (m > 2 and -3 or 9)) + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Unix seconds from a number or a UTC "YYYY-MM-DD[ HH:MM[:SS]]" string.
+-- @return seconds, or nil and a message
+function M.to_unix(v)
+  if type(v) == "number" then
+    if v ~= v or v < 0 then return nil, "must not be negative" end
+    return floor(v)
+  end
+  if type(v) ~= "string" then return nil, "must be unix seconds or a date string" end
+  local y, mo, d, rest = v:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
+  if not y then
+    local n = tonumber(v)
+    if n and v:match("^%d+$") then return n end
+    return nil, "must be unix seconds or \"YYYY-MM-DD[ HH:MM[:SS]]\""
+  end
+  local h, mi, s = 0, 0, 0
+  if rest ~= "" then
+    local hh, mm, ss = rest:match("^[ T](%d%d):(%d%d):?(%d*)Z?$")
+    if not hh then return nil, "has a bad time part (HH:MM[:SS] expected)" end
+    h, mi, s = tonumber(hh), tonumber(mm), tonumber(ss) or 0
+  end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 60 then
+    return nil, "is not a valid date"
+  end
+  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
+end
+
+function AgentX:_list(path, q)
+  local t0, e0 = M.to_unix(q.start_time)
+  if not t0 then errors.usage("start_time " .. e0, 3) end
+  local t1, e1 = M.to_unix(q.end_time)
+  if not t1 then errors.usage("end_time " .. e1, 3) end
+  if t1 <= t0 then errors.usage("end_time must be after start_time", 3) end
+  q.start_time, q.end_time = t0, t1
+  q.bot_name = q.bot_name or self.options.bot_name
+  if type(q.bot_name) ~= "string" or q.bot_name == "" then
+    errors.usage("bot_name is required (in the call or the constructor)", 3)
+  end
+  local per = q.per_page or M.MAX_PER_PAGE
+  if type(per) ~= "number" or per < 1 or per > M.MAX_PER_PAGE or per % 1 ~= 0 then
+    errors.usage("per_page must be a whole number from 1 to 1000", 3)
+  end
+  q.per_page = per
+  local cursor = q.cursor
+  q.cursor = nil
+  return self.client:paginate(path, {
+    style = "cursor", query = q, records = "data", cursor_param = "cursor",
+    cursor_field = "cursor", cursor = cursor,
+  })
+end
+
+-- One message as a transcript line, or nil for messages without text.
+local function line(msg)
+  local t = msg.type
+  if msg.userInput ~= nil and (t == "UserInput" or t == nil) then
+    local text = msg.userInput
+    if type(text) == "table" then text = text.text or text.txt end
+    if type(text) ~= "string" then return nil end
+    return "User:\t" .. text:gsub("%s*\n%s*", " ")
+  end
+  local out = msg.outMsg
+  if type(out) ~= "table" then
+    if type(msg.text) == "string" then return "Bot:\t" .. msg.text:gsub("%s*\n%s*", " ") end
+    return nil
+  end
+  local parts = {}
+  for _, step in ipairs(type(out.steps) == "table" and out.steps or {}) do
+    if type(step) == "table" and type(step.text) == "string" then
+      parts[#parts + 1] = step.text:gsub("%s*\n%s*", " ")
+    end
+  end
+  if type(out.text) == "string" then parts[#parts + 1] = out.text end
+  local opts = {}
+  for _, o in ipairs(type(out.options) == "table" and out.options or {}) do
+    local txt = type(o) == "table" and (o.txt or o.text) or o
+    if type(txt) == "string" then opts[#opts + 1] = txt end
+  end
+  if #opts > 0 then parts[#parts + 1] = "[" .. concat(opts, " | ") .. "]" end
+  if #parts == 0 then return nil end
+  return "Bot:\t" .. concat(parts, " ")
+end
+
+--- Render a conversation as text: one `User:\t...` or `Bot:\t...` line per
+-- message, in time order (bot steps joined with spaces, quick-reply options
+-- listed as `[Yes | No]`, line breaks inside a message folded to spaces).
+-- @param messages an array of messages, or a conversation id (its messages are fetched)
+-- @tparam[opt] table q for an id: `start_time`, `end_time` (default: all time), `bot_name`
+-- @treturn string
+function AgentX:transcript(messages, q)
+  if type(messages) == "string" then
+    local query = { conversation_id = messages, start_time = 0,
+                    end_time = os.time() + 86400 }
+    for k, v in pairs(q or {}) do query[k] = v end
+    messages = self:messages(query):collect()
+  elseif type(messages) ~= "table" then
+    errors.usage("transcript expects an array of messages or a conversation id", 2)
+  end
+  local list = {}
+  for i, m in ipairs(messages) do list[i] = { m = m, i = i } end
+  sort(list, function(a, b)
+    local ta, tb = tonumber(a.m.time) or 0, tonumber(b.m.time) or 0
+    if ta ~= tb then return ta < tb end
+    return a.i < b.i
+  end)
+  local lines = {}
+  for _, e in ipairs(list) do
+    local l = line(e.m)
+    if l then lines[#lines + 1] = l end
+  end
+  return concat(lines, "\n")
+end
+
+M.class = AgentX
+
+--- Create an AgentX (DeepConverse) export client.
+-- @tparam table opts `api_key`, `bot_name` (default for every call), `base_url`
+--   (default https://api.converseapps.com), every converse.client option;
+--   the rate limit defaults to 3 requests/second per endpoint
+function M.new(opts)
+  vendor.check_new("agentx", opts, 2)
+  if opts.bot_name ~= nil and type(opts.bot_name) ~= "string" then
+    errors.usage("converse.agentx: bot_name must be a string", 2)
+  end
+  return vendor.new(AgentX, opts, vendor.client_options(opts,
+    { base_url = M.BASE_URL, rate_limit = M.RATE_LIMIT },
+    { header = "x-api-key", value = opts.api_key }), 2)
+end
+
+return M

@@ -1,0 +1,252 @@
+-- converse.client:paginate against the local mock: page, cursor and none
+-- styles, prefetch and concurrency, retries in the middle of a page, the
+-- rate limiter, repeated pages and cursors, releasing connections.
+local converse = require "converse"
+local helper   = require "helper"
+local core     = require "converse.core"
+
+local KEY = "k-123"
+local CALLS = 250
+
+local function raises(f)
+  local ok, err = pcall(f)
+  assert.is_false(ok, "expected an error")
+  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
+  return err
+end
+
+local function entries(mock, prefix)
+  local out = {}
+  for _, e in ipairs(mock:log()) do
+    if e.path:sub(1, #prefix) == prefix then out[#out + 1] = e end
+  end
+  return out
+end
+
+describe("converse.client", function()
+  local mock
+
+  setup(function()
+    mock = helper.start_mock { calls = CALLS, contacts = 95, conversations = 130,
+                               agentx_rate = 1000 }
+  end)
+  teardown(function() mock:stop() end)
+  before_each(function() mock:reset() end)
+
+  local function cz(opts)
+    local o = { base_url = mock.url .. "/converz/api/v1",
+                auth = { header = "X-API-Key", value = KEY },
+                backoff = { base = 0.01, cap = 0.05 } }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return converse.client(o)
+  end
+
+  local function calls_pager(api, page_size, extra)
+    local o = { style = "page", size_param = "n_per_page", page_size = page_size }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return api:paginate("/calls", o)
+  end
+
+  local function ids(list, field)
+    local out = {}
+    for i, r in ipairs(list) do out[i] = tostring(r[field or "call_id"]) end
+    return out
+  end
+
+  describe(":paginate style page", function()
+    it("yields every record once, in order, and stops on a short last page", function()
+      local all = calls_pager(cz(), 100):collect()
+      assert.are.equal(CALLS, #all)
+      local seen = {}
+      for _, id in ipairs(ids(all)) do
+        assert.is_nil(seen[id])
+        seen[id] = true
+      end
+      local whole = cz():get("/calls", { query = { n_per_page = CALLS } })
+      assert.are.same(ids(whole), ids(all))
+    end)
+
+    it("stops on an empty page", function()
+      local n = 0
+      for _ in calls_pager(cz(), 50) do n = n + 1 end
+      assert.are.equal(CALLS, n)
+      local pages = {}
+      for _, e in ipairs(entries(mock, "/converz/api/v1/calls")) do
+        pages[#pages + 1] = tonumber(e.query:match("page=(%d+)"))
+      end
+      assert.is_true(#pages >= 6)     -- 5 full pages, then the empty one
+    end)
+
+    it("stops after total_pages and fetches pages concurrently", function()
+      local api = converse.client { base_url = mock.url .. "/converseiq/public/v1",
+                                    auth = { header = "x-api-key", value = KEY } }
+      local p = api:paginate("/contact", { records = "data", total_pages = "pages",
+                                           size_param = "limit", page_size = 10,
+                                           concurrency = 4 })
+      local all = p:collect()
+      assert.are.equal(95, #all)
+      assert.are.equal(10, #entries(mock, "/converseiq/public/v1/contact"))
+    end)
+
+    it("hands out pages with their envelope", function()
+      local api = converse.client { base_url = mock.url .. "/converseiq/public/v1",
+                                    auth = { header = "x-api-key", value = KEY } }
+      local numbers, total = {}, 0
+      for page in api:paginate("/contact", { records = "data", total_pages = "pages",
+                                             page_size = 40 }):pages() do
+        numbers[#numbers + 1] = page.number
+        total = total + #page.records
+        assert.are.equal(95, page.body.total)
+        assert.is_nil(page.body.data)
+      end
+      assert.are.same({ 1, 2, 3 }, numbers)
+      assert.are.equal(95, total)
+    end)
+
+    it("raises when the server repeats a page", function()
+      mock:control { type = "repeat_page", path = "/converz/api/v1/calls", forever = true }
+      local n = 0
+      local err = raises(function()
+        for _ in calls_pager(cz(), 20) do n = n + 1 end
+      end)
+      assert.are.equal("REPEATED_PAGE", err.code)
+      assert.are.equal(20, n)
+    end)
+
+    it("never ends silently on a failed page", function()
+      mock:control { type = "status", status = 404, path = "/converz/api/v1/calls", skip = 1,
+                     times = 5 }
+      local n = 0
+      local err = raises(function()
+        for _ in calls_pager(cz(), 100, { concurrency = 1 }) do n = n + 1 end
+      end)
+      assert.are.equal(404, err.status)
+      assert.are.equal(100, n)
+    end)
+
+    it("retries a failed page and loses nothing", function()
+      mock:control { type = "status", status = 503, path = "/converz/api/v1/calls", skip = 1 }
+      assert.are.equal(CALLS, #calls_pager(cz(), 100):collect())
+    end)
+
+    it("re-fetches a page cut mid-body and skips what was already yielded", function()
+      local expected = ids(calls_pager(cz(), 100):collect())
+      mock:reset()
+      mock:control { type = "drop", bytes = 20000, path = "/converz/api/v1/calls", skip = 1 }
+      local got = ids(calls_pager(cz(), 100):collect())
+      assert.are.same(expected, got)
+    end)
+
+    it("raises a json error for a malformed page, with no silent end", function()
+      mock:control { type = "invalid_utf8", path = "/converz/api/v1/calls" }
+      local err = raises(function() calls_pager(cz(), 10):collect() end)
+      assert.are.equal("json", err.kind)
+    end)
+  end)
+
+  describe(":paginate style cursor", function()
+    local function ax()
+      return converse.client { base_url = mock.url .. "/agentx",
+                               auth = { header = "x-api-key", value = KEY } }
+    end
+    local Q = { start_time = 0, end_time = 4102444800, bot_name = "r3-218210", per_page = 40 }
+
+    it("follows the cursor until it is null", function()
+      local p = ax():paginate("/conversations/export/v1/conversations",
+        { style = "cursor", records = "data", query = Q })
+      local all = p:collect()
+      assert.are.equal(130, #all)
+      local log = entries(mock, "/agentx/conversations/export/v1/conversations")
+      assert.are.equal(4, #log)
+      assert.is_nil(log[1].query:find("cursor="))
+      assert.is_not_nil(log[2].query:find("cursor="))
+    end)
+
+    it("raises when the server repeats a cursor", function()
+      mock:control { type = "repeat_cursor", path = "/agentx/conversations", forever = true }
+      local err = raises(function()
+        ax():paginate("/conversations/export/v1/conversations",
+          { style = "cursor", records = "data", query = Q }):collect()
+      end)
+      assert.are.equal("REPEATED_CURSOR", err.code)
+    end)
+  end)
+
+  describe(":paginate style none", function()
+    it("yields the records of a single response", function()
+      local all = cz():paginate("/reps", { style = "none", query = { n_per_page = 7 } }):collect()
+      assert.are.equal(7, #all)
+    end)
+  end)
+
+  describe("rate limits and concurrency", function()
+    it("never exceeds the rate limit with pages in flight", function()
+      local api = converse.client { base_url = mock.url .. "/converseiq/public/v1",
+                                    auth = { header = "x-api-key", value = KEY },
+                                    rate_limit = { per_second = 4 } }
+      api:paginate("/contact", { records = "data", total_pages = "pages", page_size = 10,
+                                 concurrency = 4 }):collect()
+      local log = entries(mock, "/converseiq/public/v1/contact")
+      assert.are.equal(10, #log)
+      for i = 5, #log do
+        assert.is_true(log[i].time - log[i - 4].time >= 0.98,
+          ("requests %d and %d only %.3f s apart"):format(i - 4, i, log[i].time - log[i - 4].time))
+      end
+    end)
+
+    it("is faster with concurrency when each request has latency", function()
+      local api = converse.client { base_url = mock.url .. "/converseiq/public/v1",
+                                    auth = { header = "x-api-key", value = KEY } }
+      local function run(c)
+        mock:control { type = "latency", delay = 0.1, path = "/converseiq/public/v1/contact",
+                       forever = true }
+        local t0 = core.now()
+        assert.are.equal(95, #api:paginate("/contact", { records = "data", total_pages = "pages",
+          page_size = 10, concurrency = c }):collect())
+        mock:reset()
+        return core.now() - t0
+      end
+      local seq, par = run(1), run(5)
+      assert.is_true(par * 2 < seq, ("sequential %.2f s, concurrent %.2f s"):format(seq, par))
+    end)
+  end)
+
+  describe("releasing connections", function()
+    it("closes its transfers when the loop breaks (pager() form)", function()
+      local p = calls_pager(cz(), 10)
+      for _ in p() do break end
+      if _VERSION == "Lua 5.4" then assert.is_true(p.closed) end
+      p:close()
+      assert.is_true(p.closed)
+    end)
+
+    it("is closed after a complete iteration and can be closed twice", function()
+      local p = calls_pager(cz(), 100)
+      p:collect()
+      assert.is_true(p.closed)
+      p:close()
+    end)
+
+    it("survives abandoned pagers being collected", function()
+      for _ = 1, 5 do
+        local p = calls_pager(cz(), 10)
+        p:each()()                  -- one record, then drop it
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.are.equal(CALLS, #calls_pager(cz(), 100):collect())
+    end)
+  end)
+
+  describe("bad arguments", function()
+    it("raises usage errors", function()
+      local api = cz()
+      assert.are.equal("usage", raises(function() api:paginate(1) end).kind)
+      assert.are.equal("usage", raises(function() api:paginate("/x", { style = "zip" }) end).kind)
+      assert.are.equal("usage", raises(function() api:paginate("/x", { concurrency = 0 }) end).kind)
+      assert.are.equal("usage", raises(function()
+        api:paginate("/x", { query = { a = print } }):collect()
+      end).kind)
+    end)
+  end)
+end)
