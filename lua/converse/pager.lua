@@ -12,6 +12,8 @@ local query  = require "converse.query"
 local type, pairs, next, select, setmetatable, tostring = type, pairs, next, select, setmetatable, tostring
 local remove, error = table.remove, error
 local NULL = core.null
+local encode = core.json_encode
+local SORTED = { sort_keys = true }
 local ARRAY_MT = core.array_mt()
 
 local M = {}
@@ -60,7 +62,7 @@ function M.new(client, path, opts, level)
     next_cursor = opts.cursor,          -- cursor style: nil = first page
     cursor_ready = true,                -- the next cursor is known
     slots = {},                         -- in-flight pages, in page order
-    seen_cursors = {}, seen_digests = {},
+    seen_cursors = {}, seen_digests = {}, first_records = {},
     issued = 0, stopped = false, closed = false,
   }, Pager)
   if type(self.base_query) ~= "table" then errors.usage("query must be a table", level) end
@@ -267,6 +269,7 @@ function Pager:_pull(slot)
   end
   local rec, kind, msg = slot.t:next()
   if rec ~= nil then
+    if slot.yielded == 0 then self:_check_first(slot, rec) end
     slot.yielded = slot.yielded + 1
     if self.want_envelope and (slot.yielded == 1 or slot.yielded % 128 == 0)
        and slot.t:done() then
@@ -281,6 +284,18 @@ function Pager:_pull(slot)
   end
   if kind then return self:_refetch(slot, kind, msg) end
   return nil
+end
+
+-- A server that ignores the page parameter (or repeats a page) sends the
+-- same first record again: catch it before any of its records is handed out.
+function Pager:_check_first(slot, rec)
+  local ok, fp = pcall(encode, rec, SORTED)
+  if not ok then return end
+  if self.first_records[fp] then
+    self:_fail("REPEATED_PAGE", ("page %s starts with the same record as page %s"):format(
+      tostring(slot.number or slot.cursor or "?"), tostring(self.first_records[fp])), slot)
+  end
+  self.first_records[fp] = slot.number or slot.cursor or true
 end
 
 -- The body is complete: decode the rest now so the envelope (next cursor,
