@@ -292,6 +292,13 @@ function Pager:_check_first(slot, rec)
   local ok, fp = pcall(encode, rec, SORTED)
   if not ok then return end
   if self.first_records[fp] then
+    if self.style == "cursor" then         -- say which: read on to the cursor
+      while slot.t:next() ~= nil do end
+      local c = dig(slot.t:envelope(), self.cursor_field)
+      if not absent(c) and self.seen_cursors[tostring(c)] then
+        self:_fail("REPEATED_CURSOR", ("server returned cursor %q again"):format(tostring(c)), slot)
+      end
+    end
     self:_fail("REPEATED_PAGE", ("page %s starts with the same record as page %s"):format(
       tostring(slot.number or slot.cursor or "?"), tostring(self.first_records[fp])), slot)
   end

@@ -1,0 +1,133 @@
+-- JSON decode benchmark (SPEC §4), one run, each case in its own process so
+-- that its peak RSS (VmHWM) is its own:
+--   cjson.decode of the whole body
+--   converse.json.decode of the whole body
+--   the streaming decoder fed 64 KiB chunks, rows discarded as they come
+--
+--   lua5.4 bench/json.lua [--rows 200000]
+-- The body is generated once, deterministically, into build/bench/.
+local ROOT = (arg[0]:match("^(.*)/bench/[^/]*$")) or "."
+local FLAVOUR = rawget(_G, "jit") and "luajit" or "lua5.4"
+package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
+package.cpath = ROOT .. "/build/" .. FLAVOUR .. "/?.so;" .. package.cpath
+
+local function hwm_kb()
+  local f = io.open("/proc/self/status")
+  local s = f and f:read("a") or ""
+  if f then f:close() end
+  return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
+end
+
+local clock = os.clock
+
+-- ---- body generation ---------------------------------------------------------
+local WORDS = { "customer", "called", "about", "a", "delayed", "refund", "agent", "confirmed",
+  "the", "order", "camera", "offline", "escalated", "résumé", "naïve", "café", "—", "😀",
+  "\"quoted\"", "tab\there", "line\nbreak", "ok", "invoice", "shipping", "Grüße", "日本" }
+local CAMPAIGNS = { "Retention", "Onboarding", "Billing", "Support", "Upsell" }
+
+local function generate(path, rows)
+  local json = require("converse").json
+  local seed = 12345
+  local function rnd(n)           -- deterministic LCG, same on every Lua
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    return seed % n
+  end
+  local f = assert(io.open(path, "wb"))
+  f:write("[")
+  for i = 1, rows do
+    local words, len = {}, 0
+    while len < 150 + rnd(150) do
+      local w = WORDS[rnd(#WORDS) + 1]
+      words[#words + 1] = w
+      len = len + #w + 1
+    end
+    local row = {
+      call_id = 9007199254740993 + i,
+      rep_id = "rep" .. (500 + rnd(80)),
+      vendor = "vendor-" .. rnd(6),
+      campaign = CAMPAIGNS[rnd(#CAMPAIGNS) + 1],
+      start_time = ("2025-07-%02d %02d:%02d:%02d"):format(1 + rnd(28), rnd(24), rnd(60), rnd(60)),
+      duration = rnd(360000) / 100,
+      sentiment = rnd(2000) / 1000 - 1,
+      resolved = rnd(2) == 1,
+      summary = table.concat(words, " "),
+      tags = json.array { "t" .. rnd(9), "t" .. rnd(9) },
+      metrics = { talk_ratio = rnd(100) / 100, silence = rnd(600), holds = rnd(4) },
+      subcampaign = rnd(3) == 0 and json.null or ("sub" .. rnd(10)),
+      department = rnd(5) == 0 and json.null or "dept" .. rnd(4),
+      vendor_call_id = ("%08x-%04x-4%03x-a%03x-%012x"):format(rnd(2^31), rnd(65536), rnd(4096),
+        rnd(4096), rnd(2^31)),
+    }
+    if i > 1 then f:write(",") end
+    f:write(json.encode(row))
+  end
+  f:write("]")
+  f:close()
+end
+
+-- ---- child: one measured case --------------------------------------------------
+if arg[1] == "--case" then
+  local case, path = arg[2], arg[3]
+  local f = assert(io.open(path, "rb"))
+  local body = case ~= "stream" and f:read("a") or nil
+  local base = hwm_kb()
+  local t0, rows = clock(), 0
+  if case == "cjson" then
+    rows = #require("cjson").decode(body)
+  elseif case == "converse" then
+    rows = #require("converse").json.decode(body)
+  else
+    local dec = require("converse").json.decoder()
+    while true do
+      local chunk = f:read(65536)
+      if not chunk then dec:finish() end
+      if chunk then dec:feed(chunk) end
+      while dec:next() ~= nil do rows = rows + 1 end
+      if not chunk then break end
+    end
+  end
+  local secs = clock() - t0
+  f:close()
+  io.write(("%.4f %d %d %d\n"):format(secs, rows, hwm_kb(), base))
+  os.exit(0)
+end
+
+-- ---- parent --------------------------------------------------------------------
+local rows = 200000
+for i = 1, #arg do if arg[i] == "--rows" then rows = tonumber(arg[i + 1]) end end
+os.execute("mkdir -p " .. ROOT .. "/build/bench")
+local path = ("%s/build/bench/calls-%d.json"):format(ROOT, rows)
+local fh = io.open(path, "rb")
+if not fh then generate(path, rows) else fh:close() end
+fh = io.open(path, "rb")
+local size = fh:seek("end")
+fh:close()
+
+local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+local function run(case)
+  local best
+  for _ = 1, 3 do
+    local p = io.popen(("%s %s/bench/json.lua --case %s %s"):format(LUA, ROOT, case, path))
+    local out = p:read("a")
+    p:close()
+    local secs, n, kb, base = out:match("([%d.]+) (%d+) (%d+) (%d+)")
+    assert(secs, "case " .. case .. " failed: " .. out)
+    secs, kb, base = tonumber(secs), tonumber(kb), tonumber(base)
+    if not best or secs < best.secs then best = { secs = secs, rows = tonumber(n), kb = kb, base = base } end
+  end
+  assert(best.rows == rows, case .. " decoded " .. best.rows .. " rows")
+  return best
+end
+
+print(("JSON decode — %s, %d rows, %.1f MB (best of 3, CPU time)"):format(FLAVOUR, rows, size / 1e6))
+local cj = run("cjson")
+local function line(name, r)
+  print(("  %-34s %7.3f s %8.1f MB/s %9.0f rows/s %7.0f MB peak RSS  %5.2fx cjson")
+    :format(name, r.secs, size / 1e6 / r.secs, rows / r.secs, r.kb / 1024, cj.secs / r.secs))
+end
+line("cjson.decode (whole body)", cj)
+line("converse.json.decode (whole body)", run("converse"))
+line("streaming decoder, 64 KiB chunks", run("stream"))
+print("  (whole-body cases include the body itself in their RSS: "
+  .. ("%.0f MB)"):format(size / 1048576))
