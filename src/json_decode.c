@@ -451,8 +451,11 @@ const char *cv_json_value(cv_parser *P, const char *p) {
       if (*p == '-' || IS_DIGIT(*p)) return parse_number(P, p);
       if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7F)
         return (cv_json_error(P, p, "unexpected character '%c'", *p), (const char *)NULL);
-      return (cv_json_error(P, p, "unexpected byte 0x%02X", (unsigned char)*p),
-              (const char *)NULL);
+      {
+        char hex[8];
+        snprintf(hex, sizeof hex, "0x%02X", (unsigned)(unsigned char)*p);
+        return (cv_json_error(P, p, "unexpected byte %s", hex), (const char *)NULL);
+      }
   }
 }
 

@@ -119,7 +119,7 @@ static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int mt_idx) {
   P->end = d->buf + d->len;
   P->base_off = d->off;
   P->final = d->eof;
-  P->depth = d->whole ? 0 : d->level + 1;
+  P->depth = d->whole ? 0 : d->level + 1 + (d->state == ST_ARR_ITEM);
   P->max_depth = d->max_depth;
   P->max_string = d->max_string;
   P->big_string = d->big_string;
