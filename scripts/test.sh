@@ -16,7 +16,7 @@ run() { # name lua build [wrapper...]
   echo "== busted under $name"
   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$build/?.so;;" \
   CONVERSE_LUA="$lua" CONVERSE_BUILD="$build" \
-    "$@" "$lua" /usr/bin/busted --output=utfTerminal "${SPECS:-spec}" >"$log" 2>&1
+    "$@" "$lua" /usr/bin/busted --output=utfTerminal ${SPECS:-spec} >"$log" 2>&1
   status=$?
   cat "$log"
   line=$(grep -aE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1)
