@@ -34,6 +34,7 @@ CORE    = $(BUILD)/converse/core.so
 
 INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
+INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
 .PHONY: all both deps test ci demo asan valgrind bench bench-json install clean
 
@@ -77,9 +78,10 @@ bench-json: deps both
 	@bench/json.sh
 
 install: $(CORE)
-	install -d $(INST_LIBDIR)/converse $(INST_LUADIR)/converse
+	install -d $(INST_LIBDIR)/converse $(INST_LUADIR)/converse $(INST_BINDIR)
 	install -m 0755 $(CORE) $(INST_LIBDIR)/converse/core.so
 	cd lua && find converse -name '*.lua' -exec install -D -m 0644 {} $(INST_LUADIR)/{} \;
+	install -m 0755 bin/converse $(INST_BINDIR)/converse
 
 clean:
 	rm -rf build

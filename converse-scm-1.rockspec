@@ -1,0 +1,41 @@
+rockspec_format = "3.0"
+package = "converse"
+version = "scm-1"
+source = {
+   url = "git+https://example.invalid/converse.git",
+}
+description = {
+   summary = "Pull, sync and enrich conversation data from conversation-analytics REST APIs",
+   detailed = [[
+      converse is a Lua library with a C core (libcurl transport, streaming
+      JSON codec, paging) for the Converz, AgentX/DeepConverse, ConverseIQ
+      and Converra APIs, plus a generic client for any JSON API and a local
+      mock server that emulates all of them.
+   ]],
+   license = "MIT",
+}
+dependencies = {
+   "lua >= 5.1",
+   "lua-cjson",
+   "luasocket",
+}
+external_dependencies = {
+   CURL = { library = "curl" },
+}
+build = {
+   type = "make",
+   build_variables = {
+      CFLAGS = "$(CFLAGS)",
+      LIBFLAG = "$(LIBFLAG)",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+      CURL_INCDIR = "$(CURL_INCDIR)",
+      CURL_LIBDIR = "$(CURL_LIBDIR)",
+      BUILD = "build/rock",
+   },
+   install_variables = {
+      INST_LIBDIR = "$(LIBDIR)",
+      INST_LUADIR = "$(LUADIR)",
+      INST_BINDIR = "$(BINDIR)",
+      BUILD = "build/rock",
+   },
+}
