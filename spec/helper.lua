@@ -1,0 +1,251 @@
+--- Shared spec infrastructure.
+--   helper.start_mock(opts) -> mock  (child process `bin/converse mock --port 0 ...`)
+--   helper.http(method, url, body, headers) -> res  (raw luasocket request)
+--   helper.connection(url) -> conn  (keep-alive connection: conn:request(...))
+--   helper.json                     (the mock's independent JSON codec)
+-- The mock runs as a child process of the interpreter under test
+-- (env CONVERSE_LUA, default lua5.4; CONVERSE_BUILD, default build/lua5.4),
+-- bound to 127.0.0.1. It exits when `mock:stop()` asks it to, when its parent
+-- (busted) exits, or after `max_lifetime` seconds, so no process outlives a run.
+local socket = require "socket"
+local json   = require "converse.mock.json"
+local mhttp  = require "converse.mock.http"
+
+local helper = {}
+helper.json = json
+
+local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+helper.ROOT = ROOT
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+---------------------------------------------------------------------------
+-- Raw HTTP client (luasocket, blocking, with a timeout)
+
+local function parse_url(url)
+  local host, port, path = url:match("^http://([^:/]+):?(%d*)(.*)$")
+  if not host then error("helper: bad url " .. tostring(url), 3) end
+  return host, tonumber(port) or 80, path ~= "" and path or "/"
+end
+
+-- Read one response from `sock`; `buf` holds bytes already read.
+local function read_response(sock, buf, method, timeout)
+  buf = buf or ""
+  local deadline = socket.gettime() + (timeout or 10)
+  local function more()     -- whatever bytes arrive next (never waits for a full block)
+    sock:settimeout(0)
+    while true do
+      local data, err, partial = sock:receive(65536)
+      data = data or partial
+      if data and data ~= "" then buf = buf .. data; return true end
+      if err ~= "timeout" then return nil, err end
+      local left = deadline - socket.gettime()
+      if left <= 0 then return nil, "timeout" end
+      socket.select({ sock }, nil, left)
+    end
+  end
+  local e = buf:find("\r\n\r\n", 1, true)
+  while not e do
+    local ok, err = more()
+    if not ok then return nil, "no response head (" .. tostring(err) .. ")", buf end
+    e = buf:find("\r\n\r\n", 1, true)
+  end
+  local head = buf:sub(1, e - 1)
+  buf = buf:sub(e + 4)
+  local status = tonumber(head:match("^HTTP/%d%.%d (%d%d%d)"))
+  local headers = {}
+  for line in head:gmatch("\r\n([^\r\n]+)") do
+    local k, v = line:match("^([^:]+):%s*(.-)%s*$")
+    if k then headers[k:lower()] = v end
+  end
+  if status and status < 200 then return read_response(sock, buf, method, timeout) end
+  local res = { status = status, headers = headers, head = head }
+  local body
+  if method == "HEAD" or status == 204 or status == 304 then body = ""
+  elseif headers["transfer-encoding"] and headers["transfer-encoding"]:lower():find("chunked") then
+    while true do
+      local b, pos = mhttp.dechunk(buf, 1)
+      if b then body = b; buf = buf:sub(pos); break end
+      local ok, err = more()
+      if not ok then res.error = "closed in chunked body: " .. tostring(err); body = buf; buf = ""; break end
+    end
+    res.chunked = true
+  elseif headers["content-length"] then
+    local n = tonumber(headers["content-length"])
+    while #buf < n do
+      local ok, err = more()
+      if not ok then res.error = "closed after " .. #buf .. " of " .. n .. " bytes: " .. tostring(err); break end
+    end
+    body = buf:sub(1, n)
+    buf = buf:sub(n + 1)
+  else
+    while more() do end
+    body = buf; buf = ""
+  end
+  res.body = body
+  local ct = headers["content-type"] or ""
+  if ct:find("json", 1, true) and not headers["content-encoding"] then
+    res.json = json.decode(body)
+  end
+  return res, nil, buf
+end
+
+local function render_request(method, host, port, path, body, headers, keep_alive)
+  headers = headers or {}
+  if type(body) == "table" then
+    body = json.encode(body)
+    if not headers["Content-Type"] then headers["Content-Type"] = "application/json" end
+  end
+  local lines = { method .. " " .. path .. " HTTP/1.1", "Host: " .. host .. ":" .. port }
+  if not keep_alive then lines[#lines + 1] = "Connection: close" end
+  for k, v in pairs(headers) do lines[#lines + 1] = k .. ": " .. v end
+  if body then lines[#lines + 1] = "Content-Length: " .. #body end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+
+--- One HTTP request on a fresh connection (`Connection: close`).
+-- @tparam string method
+-- @tparam string url "http://127.0.0.1:PORT/path?query"
+-- @param[opt] body string, or a table encoded as JSON
+-- @tparam[opt] table headers name -> value
+-- @treturn table `{ status, headers (lower-case), body, json (decoded when JSON), error }`
+function helper.http(method, url, body, headers, timeout)
+  local host, port, path = parse_url(url)
+  local sock = socket.tcp()
+  sock:settimeout(timeout or 10)
+  local ok, err = sock:connect(host, port)
+  if not ok then sock:close(); return { error = "connect: " .. tostring(err) } end
+  sock:send(render_request(method, host, port, path, body, headers, false))
+  local res, rerr = read_response(sock, "", method, timeout)
+  sock:close()
+  return res or { error = rerr }
+end
+
+local Conn = {}
+Conn.__index = Conn
+
+--- A keep-alive connection for several requests.
+-- @tparam string url base URL (scheme, host, port)
+-- @treturn table conn with `:request(method, path, body, headers)` and `:close()`
+function helper.connection(url, timeout)
+  local host, port = parse_url(url)
+  local sock = socket.tcp()
+  sock:settimeout(timeout or 10)
+  assert(sock:connect(host, port))
+  return setmetatable({ sock = sock, host = host, port = port, buf = "", timeout = timeout }, Conn)
+end
+
+--- Send a request without reading the response (pipelining / concurrency tests).
+function Conn:send(method, path, body, headers)
+  self.method = method
+  self.sock:settimeout(self.timeout or 10)
+  return self.sock:send(render_request(method, self.host, self.port, path, body, headers, true))
+end
+
+--- Read the next response.
+function Conn:receive()
+  local res, err, rest = read_response(self.sock, self.buf, self.method, self.timeout)
+  self.buf = rest or ""
+  return res or { error = err }
+end
+
+--- Send a request and read its response.
+function Conn:request(method, path, body, headers)
+  self:send(method, path, body, headers)
+  return self:receive()
+end
+
+function Conn:close() self.sock:close() end
+
+---------------------------------------------------------------------------
+-- The mock as a child process
+
+local Mock = {}
+Mock.__index = Mock
+
+local function flag(k) return "--" .. k:gsub("_", "-") end
+
+--- Start `bin/converse mock --port 0` as a child process.
+-- @tparam[opt] table opts any `converse mock` option by its Lua name
+--   (`calls = 100`, `api_key = "k"`, `converra_plan = "pro"`, `latency = "20ms"` ...);
+--   `max_lifetime` defaults to 300 seconds
+-- @treturn table mock: `url`, `port`, `:control(t)`, `:log()`, `:reset()`, `:stop()`,
+--   `:get(path, headers)`, `:request(method, path, body, headers)`
+function helper.start_mock(opts)
+  opts = opts or {}
+  local lua = os.getenv("CONVERSE_LUA") or "lua5.4"
+  local build = os.getenv("CONVERSE_BUILD") or "build/lua5.4"
+  local args = { "--port", "0", "--host", "127.0.0.1", "--watch-parent" }
+  if opts.max_lifetime == nil then opts.max_lifetime = 300 end
+  local keys = {}
+  for k in pairs(opts) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v = opts[k]
+    if v == true then args[#args + 1] = flag(k)
+    elseif v == false then if k == "warm" then args[#args + 1] = "--no-warm" end
+    else args[#args + 1] = flag(k); args[#args + 1] = tostring(v) end
+  end
+  local errfile = os.tmpname()
+  local quoted = {}
+  for i, a in ipairs(args) do quoted[i] = shell_quote(a) end
+  local cmd = string.format("cd %s && exec env CONVERSE_BUILD=%s %s bin/converse mock %s 2>%s",
+    shell_quote(ROOT), shell_quote(build), shell_quote(lua), table.concat(quoted, " "),
+    shell_quote(errfile))
+  local proc = assert(io.popen(cmd, "r"))
+  local url = proc:read("*l")
+  if not url or not url:match("^http://") then
+    proc:close()
+    local f = io.open(errfile, "r")
+    local text = f and f:read("*a") or ""
+    if f then f:close() end
+    os.remove(errfile)
+    error("helper.start_mock: mock did not start: " .. tostring(url) .. "\n" .. text, 2)
+  end
+  local self = setmetatable({ url = url, port = tonumber(url:match(":(%d+)$")), proc = proc,
+                              errfile = errfile, opts = opts }, Mock)
+  local info = helper.http("GET", url .. "/_info")
+  self.pid = info.json and info.json.pid
+  return self
+end
+
+--- Arm faults or change settings (`POST /_control`); raises on a 4xx.
+-- @tparam table t a fault `{type=..., path=..., ...}`, a list of faults, or settings
+-- @treturn table decoded response
+function Mock:control(t)
+  local res = helper.http("POST", self.url .. "/_control", t)
+  if res.status ~= 200 then error("mock control failed: " .. tostring(res.body), 2) end
+  return res.json
+end
+
+--- The request log (`GET /_log`), decoded.
+-- @treturn table array of entries
+function Mock:log()
+  return helper.http("GET", self.url .. "/_log").json
+end
+
+--- Clear faults, log and state (`POST /_reset`).
+function Mock:reset()
+  return helper.http("POST", self.url .. "/_reset").json
+end
+
+--- A request to the mock (path relative to its URL).
+function Mock:request(method, path, body, headers)
+  return helper.http(method, self.url .. path, body, headers)
+end
+
+function Mock:get(path, headers) return self:request("GET", path, nil, headers) end
+
+--- Stop the child process and wait for it to exit.
+function Mock:stop()
+  if not self.proc then return end
+  local res = helper.http("POST", self.url .. "/_shutdown", nil, nil, 3)
+  if res.status ~= 200 and self.pid then os.execute("kill " .. tonumber(self.pid) .. " 2>/dev/null") end
+  self.proc:close()
+  self.proc = nil
+  os.remove(self.errfile)
+end
+
+Mock.__gc = Mock.stop
+
+return helper
