@@ -193,6 +193,26 @@ describe("converse.client", function()
       assert.is_true(waited < 4, "waited " .. waited)
     end)
 
+    it("honours X-RateLimit-Reset on a 429 without Retry-After", function()
+      mock:control { type = "status", status = 429, path = "/converz/api/v1/reps",
+                     headers = { ["X-RateLimit-Remaining"] = "0", ["X-RateLimit-Reset"] = "1" } }
+      local t0 = core.now()
+      assert.are.equal(1, #client():get("/reps", { query = { n_per_page = 1 } }))
+      assert.is_true(core.now() - t0 >= 0.95)
+    end)
+
+    it("pauses the whole endpoint after a 429", function()
+      mock:control { type = "rate_limit", path = "/converz/api/v1/reps", retry_after = 1 }
+      local api = client()
+      local t0 = core.now()
+      api:get("/reps", { query = { n_per_page = 1 } })
+      api:get("/reps", { query = { n_per_page = 1 } })
+      local log = entries(mock, "/converz/api/v1/reps")
+      assert.are.equal(3, #log)
+      assert.is_true(log[2].time - log[1].time >= 0.95)
+      assert.is_true(core.now() - t0 < 3)
+    end)
+
     it("raises rate_limited when 429 persists", function()
       mock:control { type = "rate_limit", path = "/converz/api/v1/reps", retry_after = 0, times = 9 }
       local err = raises(function() client { retries = 2 }:get("/reps") end)

@@ -83,6 +83,7 @@ function M.new(opts)
     secret_headers = {},   -- sent only to the configured origin
     secrets = {},          -- values scrubbed from every message
     limiters = {},
+    paused = {},           -- endpoint -> monotonic time before which nothing starts
   }, Client)
   self.rate_limit, self.rate_window = rate_spec(opts.rate_limit, 2)
   local auth = opts.auth
@@ -133,6 +134,12 @@ end
 -- Wait (letting other transfers progress) until the endpoint's limiter
 -- lets one more request start.
 function Client:_throttle(endpoint)
+  local paused = self.paused[endpoint]
+  if paused then                          -- a 429 paused the whole endpoint
+    local wait = paused - now()
+    if wait > 0 then self.transport:wait(wait) end
+    self.paused[endpoint] = nil
+  end
   if not self.rate_limit then return end
   local lim = self.limiters[endpoint]
   if not lim then
@@ -147,9 +154,12 @@ function Client:_throttle(endpoint)
   end
 end
 
+-- After a 429: no request to this endpoint starts before the server's delay.
 function Client:_pause(endpoint, seconds)
+  local until_ = now() + seconds
+  if (self.paused[endpoint] or 0) < until_ then self.paused[endpoint] = until_ end
   local lim = self.limiters[endpoint]
-  if lim then lim:pause_until(now() + seconds) end
+  if lim then lim:pause_until(until_) end
 end
 
 -- An error object from a non-2xx response, with the vendor's code/message.
@@ -266,13 +276,15 @@ function Client:_retry_or_raise(err, req, st, headers)
     error(err, 0)
   end
   local delay = server_delay(headers)
-  if delay then
-    if err.status == 429 then self:_pause(req.endpoint, delay) end
-  else
+  if not delay then
     delay = backoff(st.attempts, self.backoff_base, self.backoff_cap, random())
   end
   delay = min(delay, self.retry_budget - (now() - st.started))
-  if delay > 0 then self.transport:wait(delay) end
+  if err.status == 429 then
+    self:_pause(req.endpoint, delay)      -- _start waits for it, with every other request
+  elseif delay > 0 then
+    self.transport:wait(delay)
+  end
   return self:_start(req)
 end
 
