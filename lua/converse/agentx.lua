@@ -4,7 +4,7 @@
 -- `converse.deepconverse` is the same constructor.
 -- @module converse.agentx
 local vendor = require "converse.vendor"
-local errors = require "converse.errors"
+local usage  = vendor.usage
 local core   = require "converse.core"
 
 local type, tostring, tonumber, ipairs, pairs = type, tostring, tonumber, ipairs, pairs
@@ -63,18 +63,18 @@ end
 
 function AgentX:_list(path, q)
   local t0, e0 = M.to_unix(q.start_time)
-  if not t0 then errors.usage("start_time " .. e0, 3) end
+  if not t0 then usage("start_time " .. e0) end
   local t1, e1 = M.to_unix(q.end_time)
-  if not t1 then errors.usage("end_time " .. e1, 3) end
-  if t1 <= t0 then errors.usage("end_time must be after start_time", 3) end
+  if not t1 then usage("end_time " .. e1) end
+  if t1 <= t0 then usage("end_time must be after start_time") end
   q.start_time, q.end_time = t0, t1
   q.bot_name = q.bot_name or self.options.bot_name
   if type(q.bot_name) ~= "string" or q.bot_name == "" then
-    errors.usage("bot_name is required (in the call or the constructor)", 3)
+    usage("bot_name is required (in the call or the constructor)")
   end
   local per = q.per_page or M.MAX_PER_PAGE
   if type(per) ~= "number" or per < 1 or per > M.MAX_PER_PAGE or per % 1 ~= 0 then
-    errors.usage("per_page must be a whole number from 1 to 1000", 3)
+    usage("per_page must be a whole number from 1 to 1000")
   end
   q.per_page = per
   local cursor = q.cursor
@@ -91,7 +91,7 @@ local function line(msg)
   if msg.userInput ~= nil and (t == "UserInput" or t == nil) then
     local text = msg.userInput
     if type(text) == "table" then text = text.text or text.txt end
-    if type(text) ~= "string" then return nil end
+    if type(text) ~= "string" or not text:find("%S") then return nil end   -- nothing said
     return "User:\t" .. text:gsub("%s*\n%s*", " ")
   end
   local out = msg.outMsg
@@ -129,7 +129,7 @@ function AgentX:transcript(messages, q)
     for k, v in pairs(q or {}) do query[k] = v end
     messages = self:messages(query):collect()
   elseif type(messages) ~= "table" then
-    errors.usage("transcript expects an array of messages or a conversation id", 2)
+    usage("transcript expects an array of messages or a conversation id")
   end
   local list = {}
   for i, m in ipairs(messages) do list[i] = { m = m, i = i } end
@@ -153,13 +153,13 @@ M.class = AgentX
 --   (default https://api.converseapps.com), every converse.client option;
 --   the rate limit defaults to 3 requests/second per endpoint
 function M.new(opts)
-  vendor.check_new("agentx", opts, 2)
+  vendor.check_new("agentx", opts)
   if opts.bot_name ~= nil and type(opts.bot_name) ~= "string" then
-    errors.usage("converse.agentx: bot_name must be a string", 2)
+    usage("converse.agentx: bot_name must be a string")
   end
   return vendor.new(AgentX, opts, vendor.client_options(opts,
     { base_url = M.BASE_URL, rate_limit = M.RATE_LIMIT },
-    { header = "x-api-key", value = opts.api_key }), 2)
+    { header = "x-api-key", value = opts.api_key }))
 end
 
 return M

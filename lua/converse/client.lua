@@ -29,26 +29,26 @@ local OPTION_TYPES = {
   verbose = "boolean",
 }
 
-local function check_options(opts, level)
-  if type(opts) ~= "table" then errors.usage("options table expected", level + 1) end
+local function check_options(opts)
+  if type(opts) ~= "table" then errors.usage("options table expected") end
   for k, v in pairs(opts) do
     local want = OPTION_TYPES[k]
     if want and type(v) ~= want then
-      errors.usage(("option '%s': %s expected, got %s"):format(k, want, type(v)), level + 1)
+      errors.usage(("option '%s': %s expected, got %s"):format(k, want, type(v)))
     end
   end
 end
 
 -- { per_second = n } | { per_minute = n } | { limit = n, window = s } -> limit, window
-local function rate_spec(rl, level)
+local function rate_spec(rl)
   if rl == nil then return nil end
   local limit, window
   if rl.per_second then limit, window = rl.per_second, 1
   elseif rl.per_minute then limit, window = rl.per_minute, 60
   elseif rl.limit and rl.window then limit, window = rl.limit, rl.window
-  else errors.usage("rate_limit needs per_second, per_minute or limit + window", level + 1) end
+  else errors.usage("rate_limit needs per_second, per_minute or limit + window") end
   if type(limit) ~= "number" or limit < 1 or limit % 1 ~= 0 then
-    errors.usage("rate_limit: a whole number of requests >= 1 expected", level + 1)
+    errors.usage("rate_limit: a whole number of requests >= 1 expected")
   end
   return limit, window
 end
@@ -63,11 +63,11 @@ end
 -- @usage local api = converse.client{ base_url = "https://api.example.com/v1",
 --   auth = { bearer = os.getenv("TOKEN") } }
 function M.new(opts)
-  check_options(opts, 2)
+  check_options(opts)
   local base = opts.base_url
   local u = base and query.parse_url(base)
   if not u or (u.scheme ~= "http" and u.scheme ~= "https") then
-    errors.usage("base_url must be an http:// or https:// URL", 2)
+    errors.usage("base_url must be an http:// or https:// URL")
   end
   local self = setmetatable({
     base_url = base:gsub("/+$", ""),
@@ -85,7 +85,7 @@ function M.new(opts)
     limiters = {},
     paused = {},           -- endpoint -> monotonic time before which nothing starts
   }, Client)
-  self.rate_limit, self.rate_window = rate_spec(opts.rate_limit, 2)
+  self.rate_limit, self.rate_window = rate_spec(opts.rate_limit)
   local auth = opts.auth
   if auth then
     if auth.bearer then
@@ -95,12 +95,12 @@ function M.new(opts)
       self.secret_headers[1] = auth.header .. ": " .. tostring(auth.value)
       self.secrets[1] = tostring(auth.value)
     else
-      errors.usage("auth must be { header = name, value = key } or { bearer = token }", 2)
+      errors.usage("auth must be { header = name, value = key } or { bearer = token }")
     end
   end
   self.headers[#self.headers + 1] = "Accept: application/json"
   for k, v in pairs(opts.headers or {}) do
-    if type(k) ~= "string" then errors.usage("headers: names must be strings", 2) end
+    if type(k) ~= "string" then errors.usage("headers: names must be strings") end
     self.headers[#self.headers + 1] = k .. ": " .. tostring(v)
   end
   self.transport = core.transport {
@@ -309,10 +309,10 @@ end
 --   `headers` (array of "Name: value"), `idempotent` (retry a POST/PATCH), `raw` (return text)
 -- @return body (decoded JSON, raw text with `raw`, or nil for an empty body), res `{status=, headers=}`
 function Client:request(method, path, opts)
-  if type(method) ~= "string" then errors.usage("method must be a string", 2) end
-  if type(path) ~= "string" then errors.usage("path must be a string", 2) end
+  if type(method) ~= "string" then errors.usage("method must be a string") end
+  if type(path) ~= "string" then errors.usage("path must be a string") end
   opts = opts or {}
-  if type(opts) ~= "table" then errors.usage("options must be a table", 2) end
+  if type(opts) ~= "table" then errors.usage("options must be a table") end
   local req = self:_request_spec(method:upper(), path, opts)
   local st = {}
   local t = self:_await(self:_start(req), req, st)
@@ -355,8 +355,8 @@ Client.patch = with_body("PATCH")
 
 --- A pager over a paginated endpoint (see converse.pager).
 function Client:paginate(path, opts)
-  if type(path) ~= "string" then errors.usage("path must be a string", 2) end
-  return require("converse.pager").new(self, path, opts or {}, 3)
+  if type(path) ~= "string" then errors.usage("path must be a string") end
+  return require("converse.pager").new(self, path, opts or {})
 end
 
 --- Release the client's connections now (also done by the garbage collector).

@@ -6,7 +6,7 @@
 -- has_more}` (pager style "auto"); `list = {...}` overrides the paging options.
 -- @module converse.converra
 local vendor = require "converse.vendor"
-local errors = require "converse.errors"
+local usage  = vendor.usage
 
 local type, pairs = type, pairs
 
@@ -62,7 +62,7 @@ function Converra:_list(path, q)
   for k, v in pairs(self.options.list or {}) do o[k] = v end
   if q.limit ~= nil then
     if type(q.limit) ~= "number" or q.limit < 1 or q.limit % 1 ~= 0 then
-      errors.usage("limit must be a whole number >= 1", 3)
+      usage("limit must be a whole number >= 1")
     end
     o.page_size, q.limit = q.limit, nil
   end
@@ -77,14 +77,14 @@ M.class = Converra
 --   "pro", "enterprise") for the default rate limit, `base_url`, `list` (paging
 --   options overriding the envelope detection), every converse.client option
 function M.new(opts)
-  vendor.check_new("converra", opts, 2)
+  vendor.check_new("converra", opts)
   local plan = opts.plan or "free"
   if M.PLANS[plan] == nil then
-    errors.usage("converse.converra: plan must be \"free\", \"pro\" or \"enterprise\"", 2)
+    usage("converse.converra: plan must be \"free\", \"pro\" or \"enterprise\"")
   end
   local defaults = { base_url = M.BASE_URL, rate_limit = M.PLANS[plan] or nil }
   return vendor.new(Converra, opts, vendor.client_options(opts, defaults,
-    { bearer = opts.api_key }), 2)
+    { bearer = opts.api_key }))
 end
 
 return M

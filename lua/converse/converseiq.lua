@@ -3,7 +3,7 @@
 -- envelopes paged with `page` + `limit` (1..100).
 -- @module converse.converseiq
 local vendor = require "converse.vendor"
-local errors = require "converse.errors"
+local usage  = vendor.usage
 
 local type = type
 
@@ -40,7 +40,7 @@ local ConverseIQ = vendor.define {
 function ConverseIQ:_list(path, q)
   local limit = q.limit or M.MAX_LIMIT
   if type(limit) ~= "number" or limit < 1 or limit > M.MAX_LIMIT or limit % 1 ~= 0 then
-    errors.usage("limit must be a whole number from 1 to 100", 3)
+    usage("limit must be a whole number from 1 to 100")
   end
   local first = q.page or 1
   q.limit, q.page = nil, nil
@@ -57,9 +57,9 @@ M.class = ConverseIQ
 -- @tparam table opts `api_key`, `base_url` (default https://api.converseiq.com.au/public/v1),
 --   `concurrency` (pages in flight, default 4), every converse.client option
 function M.new(opts)
-  vendor.check_new("converseiq", opts, 2)
+  vendor.check_new("converseiq", opts)
   return vendor.new(ConverseIQ, opts, vendor.client_options(opts, { base_url = M.BASE_URL },
-    { header = "x-api-key", value = opts.api_key }), 2)
+    { header = "x-api-key", value = opts.api_key }))
 end
 
 return M

@@ -3,7 +3,7 @@
 -- `page` + `n_per_page` paging over bare JSON arrays.
 -- @module converse.converz
 local vendor = require "converse.vendor"
-local errors = require "converse.errors"
+local usage  = vendor.usage
 local core   = require "converse.core"
 
 local type, pairs, ipairs, next, concat, min = type, pairs, ipairs, next, table.concat, math.min
@@ -32,13 +32,13 @@ local Converz = vendor.define {
 function Converz:_list(path, q)
   local size = q.n_per_page or M.DEFAULT_PAGE_SIZE
   if type(size) ~= "number" or size < 1 or size > M.MAX_PAGE_SIZE or size % 1 ~= 0 then
-    errors.usage("n_per_page must be a whole number from 1 to 1000000", 3)
+    usage("n_per_page must be a whole number from 1 to 1000000")
   end
   q.n_per_page = nil
   for _, f in ipairs(MULTI) do
     local v = q[f]
     if v ~= nil and type(v) ~= "string" and type(v) ~= "table" then
-      errors.usage(("%s must be a string or an array of strings"):format(f), 3)
+      usage(("%s must be a string or an array of strings"):format(f))
     end
   end
   if type(q.columns) == "table" then q.columns = concat(q.columns, ",") end
@@ -56,18 +56,18 @@ end
 -- which leaves the stored value unchanged.
 local function to_columns(data, key)
   if type(data) ~= "table" then
-    errors.usage("rows (array of tables) or columns (table of arrays) expected", 4)
+    usage("rows (array of tables) or columns (table of arrays) expected")
   end
   if data[1] ~= nil or (next(data) == nil) then
     local fields, order = {}, {}
     for i, row in ipairs(data) do
-      if type(row) ~= "table" then errors.usage(("row %d is not a table"):format(i), 4) end
+      if type(row) ~= "table" then usage(("row %d is not a table"):format(i)) end
       local k = row[key]
       if k == nil or k == NULL then
-        errors.usage(("row %d has no %s"):format(i, key), 4)
+        usage(("row %d has no %s"):format(i, key))
       end
       for f in pairs(row) do
-        if type(f) ~= "string" then errors.usage(("row %d has a non-string field"):format(i), 4) end
+        if type(f) ~= "string" then usage(("row %d has a non-string field"):format(i)) end
         if not fields[f] then fields[f] = true; order[#order + 1] = f end
       end
     end
@@ -85,16 +85,16 @@ local function to_columns(data, key)
   end
   local keys = data[key]
   if type(keys) ~= "table" then
-    errors.usage(("columns need a '%s' array"):format(key), 4)
+    usage(("columns need a '%s' array"):format(key))
   end
   local n = #keys
   for f, col in pairs(data) do
     if type(col) ~= "table" or #col ~= n then
-      errors.usage(("column '%s' must be an array of %d values"):format(tostring(f), n), 4)
+      usage(("column '%s' must be an array of %d values"):format(tostring(f), n))
     end
   end
   for i = 1, n do
-    if keys[i] == NULL then errors.usage(("%s[%d] is null"):format(key, i), 4) end
+    if keys[i] == NULL then usage(("%s[%d] is null"):format(key, i)) end
   end
   return data, n
 end
@@ -131,16 +131,16 @@ M.class = Converz
 --   (`https://<domain>.converz.co/api/v1`), plus every converse.client option
 -- @usage local cz = converse.converz{ domain = "acme", api_key = os.getenv("CONVERZ_KEY") }
 function M.new(opts)
-  vendor.check_new("converz", opts, 2)
+  vendor.check_new("converz", opts)
   local base = opts.base_url
   if base == nil then
     if type(opts.domain) ~= "string" or not opts.domain:match("^[%w%-]+$") then
-      errors.usage("converse.converz: base_url or domain is required", 2)
+      usage("converse.converz: base_url or domain is required")
     end
     base = "https://" .. opts.domain .. ".converz.co/api/v1"
   end
   return vendor.new(Converz, opts, vendor.client_options(opts, { base_url = base },
-    { header = "X-API-Key", value = opts.api_key }), 2)
+    { header = "X-API-Key", value = opts.api_key }))
 end
 
 return M

@@ -79,22 +79,30 @@ function M.raise(kind, message, fields)
   error(e, 0)
 end
 
---- Raise a "usage" error blamed on the caller of the public function.
+-- Files of this library (the directory of this file): never blamed for misuse.
+local LIBDIR = (getinfo(1, "S").source:match("^@(.*[/\\])")) or "\0"
+
+--- Raise a "usage" error blamed on the first caller outside the library, so
+-- the position is right however deep (or tail-called) the check is.
 -- @tparam string message
--- @tparam[opt=1] number level 1 = the caller of the function calling usage()
-function M.usage(message, level)
-  local info = getinfo((level or 1) + 2, "Sl")
-  if info and info.currentline and info.currentline > 0 then
-    message = info.short_src .. ":" .. info.currentline .. ": " .. message
+function M.usage(message)
+  for level = 2, 40 do
+    local info = getinfo(level, "Sl")
+    if not info then break end
+    if info.what ~= "C" and (info.currentline or 0) > 0
+       and info.source:sub(2, #LIBDIR + 1) ~= LIBDIR then
+      message = info.short_src .. ":" .. info.currentline .. ": " .. message
+      break
+    end
   end
   M.raise("usage", message)
 end
 
 --- Check an argument's type, raising a usage error blamed on the caller.
-function M.check(value, expected, name, level)
+function M.check(value, expected, name)
   local t = type(value)
   if t == expected then return value end
-  M.usage(("bad argument '%s' (%s expected, got %s)"):format(name, expected, t), (level or 1) + 1)
+  M.usage(("bad argument '%s' (%s expected, got %s)"):format(name, expected, t))
 end
 
 --- True for error objects raised by converse.

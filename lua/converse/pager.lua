@@ -37,11 +37,11 @@ end
 local function absent(v) return v == nil or v == NULL or v == "" end
 
 --- Create a pager (use `client:paginate(path, opts)`).
-function M.new(client, path, opts, level)
-  if type(opts) ~= "table" then errors.usage("paginate options must be a table", level) end
+function M.new(client, path, opts)
+  if type(opts) ~= "table" then errors.usage("paginate options must be a table") end
   local style = opts.style or "page"
   if not STYLES[style] then
-    errors.usage("style must be \"page\", \"cursor\", \"none\" or \"auto\"", level)
+    errors.usage("style must be \"page\", \"cursor\", \"none\" or \"auto\"")
   end
   local page_size = opts.page_size
   if page_size == nil and opts.size_param ~= false then page_size = 100 end
@@ -65,9 +65,9 @@ function M.new(client, path, opts, level)
     seen_cursors = {}, seen_digests = {}, first_records = {},
     issued = 0, stopped = false, closed = false,
   }, Pager)
-  if type(self.base_query) ~= "table" then errors.usage("query must be a table", level) end
+  if type(self.base_query) ~= "table" then errors.usage("query must be a table") end
   if type(self.concurrency) ~= "number" or self.concurrency < 1 then
-    errors.usage("concurrency must be a number >= 1", level)
+    errors.usage("concurrency must be a number >= 1")
   end
   return self
 end
@@ -103,9 +103,12 @@ function Pager:_issue(number, cursor)
 end
 
 -- How many pages may be in flight now.
+-- With a page-count field, wait for the first envelope rather than guess;
+-- without one, keep one page of prefetch (it may ask one page past the end).
 function Pager:_window()
   if self.total then return self.concurrency end
-  return self.concurrency > 1 and 2 or 1       -- one page of prefetch
+  if self.total_field then return 1 end
+  return self.concurrency > 1 and 2 or 1
 end
 
 function Pager:_fill()

@@ -27,7 +27,7 @@ local function scalar(v, key)
     if v == v and v % 1 == 0 and v > -2^63 and v < 2^63 then return format("%.0f", v) end
     return format("%.17g", v)
   end
-  errors.usage(("query parameter '%s': %s values are not allowed"):format(key, t), 3)
+  errors.usage(("query parameter '%s': %s values are not allowed"):format(key, t))
 end
 
 --- Encode a query table.
@@ -35,10 +35,10 @@ end
 -- @treturn string without the leading `?` ("" for an empty table)
 function M.encode(q)
   if q == nil then return "" end
-  if type(q) ~= "table" then errors.usage("query must be a table", 2) end
+  if type(q) ~= "table" then errors.usage("query must be a table") end
   local keys = {}
   for k in pairs(q) do
-    if type(k) ~= "string" then errors.usage("query keys must be strings", 2) end
+    if type(k) ~= "string" then errors.usage("query keys must be strings") end
     keys[#keys + 1] = k
   end
   sort(keys)

@@ -20,6 +20,10 @@ local NULL = core.null
 
 local M = {}
 
+--- Raise a "usage" error blamed on the first caller outside the library.
+M.usage = errors.usage
+local usage = M.usage
+
 local BODY = { POST = true, PUT = true, PATCH = true }
 
 -- Every option of converse.client that a vendor constructor passes through.
@@ -53,7 +57,7 @@ local function validate(name, ep, t)
   if opts.required then
     for _, f in ipairs(opts.required) do
       if not present(t and t[f]) then
-        errors.usage(("%s: field '%s' is required"):format(name, f), 4)
+        usage(("%s: field '%s' is required"):format(name, f))
       end
     end
   end
@@ -61,8 +65,8 @@ local function validate(name, ep, t)
     local any = false
     for _, f in ipairs(opts.one_of) do any = any or present(t and t[f]) end
     if not any then
-      errors.usage(("%s: one of '%s' is required"):format(name,
-        table.concat(opts.one_of, "', '")), 4)
+      usage(("%s: one of '%s' is required"):format(name,
+        table.concat(opts.one_of, "', '")))
     end
   end
 end
@@ -75,10 +79,10 @@ local function fill_path(name, path, args)
     local v = args[i]
     local tv = type(v)
     if tv ~= "string" and tv ~= "number" then
-      errors.usage(("%s: argument #%d (%s) must be a string or number, got %s")
-        :format(name, i, param, tv), 5)
+      usage(("%s: argument #%d (%s) must be a string or number, got %s")
+        :format(name, i, param, tv))
     end
-    if v == "" then errors.usage(("%s: argument #%d (%s) is empty"):format(name, i, param), 5) end
+    if v == "" then usage(("%s: argument #%d (%s) is empty"):format(name, i, param)) end
     return query.escape(tostring(v))
   end)
   return filled, i
@@ -95,8 +99,8 @@ local function make_method(vendor, name, ep)
       if extra ~= nil then extra = { [opts.query_arg] = extra } end
     end
     if extra ~= nil and type(extra) ~= "table" then
-      errors.usage(("%s: argument #%d must be a table, got %s"):format(name, used + 1,
-        type(extra)), 2)
+      usage(("%s: argument #%d must be a table, got %s"):format(name, used + 1,
+        type(extra)))
     end
     if opts.required or opts.one_of then validate(name, ep, extra) end
     if method == "LIST" then
@@ -136,12 +140,12 @@ end
 -- @tparam table class from `define`
 -- @tparam table opts user options
 -- @tparam table client_opts options for converse.client (from `client_options`)
-function M.new(class, opts, client_opts, level)
+function M.new(class, opts, client_opts)
   local ok, c = pcall(client.new, client_opts)
   if not ok then
     if errors.is(c) and c.kind == "usage" then
       c.message = c.message:gsub("^[^:]*:%d+: ", "")
-      errors.usage(c.message, (level or 2) + 1)
+      usage(c.message)
     end
     error(c, 0)
   end
@@ -149,12 +153,12 @@ function M.new(class, opts, client_opts, level)
 end
 
 --- Check the constructor's argument and its api_key.
-function M.check_new(name, opts, level)
+function M.check_new(name, opts)
   if type(opts) ~= "table" then
-    errors.usage(("converse.%s: options table expected, got %s"):format(name, type(opts)), level + 1)
+    usage(("converse.%s: options table expected, got %s"):format(name, type(opts)))
   end
   if opts.auth == nil and (type(opts.api_key) ~= "string" or opts.api_key == "") then
-    errors.usage(("converse.%s: api_key (a non-empty string) is required"):format(name), level + 1)
+    usage(("converse.%s: api_key (a non-empty string) is required"):format(name))
   end
 end
 
