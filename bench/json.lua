@@ -78,14 +78,19 @@ if arg[1] == "--case" then
   elseif case == "converse" then
     rows = #require("converse").json.decode(body)
   else
+    -- only the decoder's time counts: reading the file is not decoding
     local dec = require("converse").json.decoder()
+    local spent = 0
     while true do
       local chunk = f:read(65536)
+      local t1 = clock()
       if not chunk then dec:finish() end
       if chunk then dec:feed(chunk) end
       while dec:next() ~= nil do rows = rows + 1 end
+      spent = spent + (clock() - t1)
       if not chunk then break end
     end
+    t0 = clock() - spent
   end
   local secs = clock() - t0
   f:close()

@@ -172,9 +172,14 @@ local function flag(k) return "--" .. k:gsub("_", "-") end
 -- @treturn table mock: `url`, `port`, `:control(t)`, `:log()`, `:reset()`, `:stop()`,
 --   `:get(path, headers)`, `:request(method, path, body, headers)`
 function helper.start_mock(opts)
-  opts = opts or {}
-  local lua = os.getenv("CONVERSE_LUA") or "lua5.4"
-  local build = os.getenv("CONVERSE_BUILD") or "build/lua5.4"
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  opts = o
+  -- `interpreter` (not a mock option): run the mock under another Lua
+  local lua = opts.interpreter or os.getenv("CONVERSE_LUA") or "lua5.4"
+  local build = opts.interpreter and ("build/" .. opts.interpreter)
+    or os.getenv("CONVERSE_BUILD") or "build/lua5.4"
+  opts.interpreter = nil
   local args = { "--port", "0", "--host", "127.0.0.1", "--watch-parent" }
   if opts.max_lifetime == nil then opts.max_lifetime = 300 end
   local keys = {}

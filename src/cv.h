@@ -44,6 +44,7 @@ int      cv_decoder_skip(lua_State *L, cv_decoder *d);
 void     cv_decoder_push_envelope(lua_State *L, cv_decoder *d);
 uint64_t cv_decoder_count(const cv_decoder *d);
 void     cv_decoder_reset(cv_decoder *d);
+void     cv_decoder_trim(cv_decoder *d);    /* free the input buffers now (no more input) */
 
 /* ---- transport.c ------------------------------------------------------- */
 void cv_transport_open(lua_State *L);  /* registers the metatables; pushes core.transport */

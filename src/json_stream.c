@@ -36,7 +36,7 @@ enum {
   ST_DONE
 };
 
-enum { FEED_OK, FEED_OOM, FEED_TOO_BIG };
+enum { FEED_OK, FEED_OOM, FEED_TOO_BIG, FEED_CLOSED };
 
 struct cv_decoder {
   /* options */
@@ -109,6 +109,18 @@ void cv_decoder_reset(cv_decoder *d) {
   d->count = 0;
   d->scan_pos = 0;
   d->env_stale = 1;
+}
+
+/* The transfer feeding this decoder is gone: give its buffers back now
+** rather than when the garbage collector gets to the userdata. */
+void cv_decoder_trim(cv_decoder *d) {
+  free(d->buf);
+  free(d->scratch.p);
+  d->buf = d->scratch.p = NULL;
+  d->cap = d->len = d->start = d->scratch.cap = 0;
+  d->scan_pos = 0;
+  d->eof = 1;
+  if (d->state != ST_DONE) d->feed_err = FEED_CLOSED;   /* nothing more can be read */
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -404,6 +416,8 @@ static int next_or_skip(lua_State *L, cv_decoder *d, int skip) {
   if (d->closed) return cv_error_raise(L, "usage", "decoder is closed");
   if (d->feed_err == FEED_OOM) fail(L, d, NULL, "out of memory buffering the body%s", "");
   if (d->feed_err == FEED_TOO_BIG) fail(L, d, NULL, "body larger than max_body%s", "");
+  if (d->feed_err == FEED_CLOSED)
+    fail(L, d, NULL, "the transfer was closed before the body was complete%s", "");
   luaL_getmetatable(L, CV_ARRAY_MT);
   mt = lua_gettop(L);
   r = step(L, d, skip, mt);

@@ -59,7 +59,7 @@ struct Transfer {
   long         status;                /* of the final response */
   int          headers_done, paused, oom;
   size_t       raw_cap;
-  uint64_t     bytes, digest;         /* body size, FNV-1a 64 of the body */
+  uint64_t     bytes;                 /* body bytes received */
   Buf          head, raw;             /* header lines, raw body */
   char         errbuf[CURL_ERROR_SIZE];
 };
@@ -142,7 +142,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 
 static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   Transfer *t = (Transfer *)ud;
-  size_t len = size * n, i;
+  size_t len = size * n;
   int ok = t->status >= 200 && t->status < 300;
   if (ok && t->dec != NULL) {
     if (cv_decoder_pending(t->dec) > HIGH_WATER) {
@@ -159,10 +159,6 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   } else if (ok) {
     t->oom = 1;                                       /* raw body over max_body */
     return 0;
-  }
-  for (i = 0; i < len; i++) {
-    t->digest ^= (unsigned char)p[i];
-    t->digest *= 1099511628211ULL;
   }
   t->bytes += len;
   return len;
@@ -239,6 +235,7 @@ static void transfer_release(Transfer *t) {
   t->headers = NULL;
   buf_free(&t->head);
   buf_free(&t->raw);
+  if (t->dec != NULL) cv_decoder_trim(t->dec);
   t->dec = NULL;
 }
 
@@ -351,12 +348,11 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-/* t:info() -> { status, bytes, digest, connects, count, port, time } */
+/* t:info() -> { status, bytes, connects, count, local_port, time, http_version, done } */
 static int transfer_info(lua_State *L) {
   Transfer *t = check_transfer(L, 1);
   long connects = 0, port = 0, version = 0;
   double total = 0;
-  char hex[17];
   curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
   curl_easy_getinfo(t->easy, CURLINFO_LOCAL_PORT, &port);
   curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
@@ -364,8 +360,6 @@ static int transfer_info(lua_State *L) {
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, t->status);      lua_setfield(L, -2, "status");
   lua_pushnumber(L, (lua_Number)t->bytes); lua_setfield(L, -2, "bytes");
-  snprintf(hex, sizeof hex, "%016llx", (unsigned long long)t->digest);
-  lua_pushstring(L, hex);             lua_setfield(L, -2, "digest");
   lua_pushinteger(L, connects);       lua_setfield(L, -2, "connects");
   lua_pushinteger(L, port);           lua_setfield(L, -2, "local_port");
   lua_pushnumber(L, total);           lua_setfield(L, -2, "time");
@@ -406,7 +400,6 @@ static int transport_request(lua_State *L) {
   memset(t, 0, sizeof *t);
   t->state = T_CLOSED;                     /* "closed" until fully set up */
   t->dec_ref = t->tr_ref = LUA_NOREF;
-  t->digest = 14695981039346656037ULL;
   luaL_setmetatable(L, TRANSFER_MT);
 
   t->easy = curl_easy_init();

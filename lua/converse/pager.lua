@@ -62,7 +62,7 @@ function M.new(client, path, opts)
     next_cursor = opts.cursor,          -- cursor style: nil = first page
     cursor_ready = true,                -- the next cursor is known
     slots = {},                         -- in-flight pages, in page order
-    seen_cursors = {}, seen_digests = {}, first_records = {},
+    seen_cursors = {}, first_records = {},
     issued = 0, stopped = false, closed = false,
   }, Pager)
   if type(self.base_query) ~= "table" then errors.usage("query must be a table") end
@@ -203,18 +203,10 @@ end
 
 -- The current page has handed out all its records: decide what comes next.
 function Pager:_finish(slot)
-  local info = slot.t:info()
   if not slot.learned then self:_learn(slot, slot.t:envelope()) end
   slot.t:close()
   remove(self.slots, 1)
   local count = slot.yielded
-  if count > 0 then
-    if self.seen_digests[info.digest] then
-      self:_fail("REPEATED_PAGE", ("page %s repeats an earlier page"):format(
-        tostring(slot.number or slot.cursor or "?")), slot)
-    end
-    self.seen_digests[info.digest] = true
-  end
   if self.style == "page" then
     local short = self.size_param and self.page_size and count < self.page_size
     if count == 0 or short or (self.total and slot.number >= self.total) then
