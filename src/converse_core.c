@@ -35,6 +35,8 @@ int luaopen_converse_core(lua_State *L) {
   lua_setfield(L, -2, "decoder");
   cv_transport_open(L);
   lua_setfield(L, -2, "transport");
+  cv_paging_open(L);
+  lua_setfield(L, -2, "paging");
   cv_policy_open(L);
   return 1;
 }

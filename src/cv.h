@@ -49,6 +49,9 @@ void     cv_decoder_trim(cv_decoder *d);    /* free the input buffers now (no mo
 /* ---- transport.c ------------------------------------------------------- */
 void cv_transport_open(lua_State *L);  /* registers the metatables; pushes core.transport */
 
+/* ---- paging.c (sans-I/O paging state machine) -------------------------- */
+void cv_paging_open(lua_State *L);     /* registers converse.Paging; pushes core.paging */
+
 /* ---- policy.c (sans-I/O: retry, backoff, rate limits) ------------------- */
 void cv_policy_open(lua_State *L);     /* sets its functions into the table on top */
 

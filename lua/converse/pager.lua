@@ -1,4 +1,7 @@
 --- Pagers: iterate the records of a paginated JSON endpoint.
+-- This file is the I/O driver; the decisions (which page next, when to
+-- stop, repeated cursors and pages) belong to the sans-I/O state machine in
+-- the C core (`core.paging`, src/paging.c), shared by every transport.
 -- Pages are requested ahead of the consumer (one page of prefetch; up to
 -- `concurrency` pages once the page count is known), records are handed out
 -- in page order as they are decoded, a page that fails half-way is fetched
@@ -9,8 +12,9 @@ local core   = require "converse.core"
 local errors = require "converse.errors"
 local query  = require "converse.query"
 
-local type, pairs, next, select, setmetatable, tostring = type, pairs, next, select, setmetatable, tostring
-local remove, error = table.remove, error
+local type, pairs, next, select, setmetatable, tostring, tonumber, pcall, error =
+  type, pairs, next, select, setmetatable, tostring, tonumber, pcall, error
+local remove = table.remove
 local NULL = core.null
 local encode = core.json_encode
 local SORTED = { sort_keys = true }
@@ -34,7 +38,7 @@ local function dig(t, path)
   return t
 end
 
-local function absent(v) return v == nil or v == NULL or v == "" end
+local function present(v) return v ~= nil and v ~= NULL and v ~= "" end
 
 --- Create a pager (use `client:paginate(path, opts)`).
 function M.new(client, path, opts)
@@ -43,153 +47,77 @@ function M.new(client, path, opts)
   if not STYLES[style] then
     errors.usage("style must be \"page\", \"cursor\", \"none\" or \"auto\"")
   end
+  if opts.query ~= nil and type(opts.query) ~= "table" then errors.usage("query must be a table") end
+  local concurrency = opts.concurrency or 2
+  if type(concurrency) ~= "number" or concurrency < 1 or concurrency % 1 ~= 0 then
+    errors.usage("concurrency must be a whole number >= 1")
+  end
+  local size_param = opts.size_param == nil and "limit" or opts.size_param
   local page_size = opts.page_size
-  if page_size == nil and opts.size_param ~= false then page_size = 100 end
-  local self = setmetatable({
-    client = client, path = path, style = style,
+  if page_size == nil and size_param then page_size = 100 end
+  local ok, paging = pcall(core.paging, {
+    style = style, first_page = opts.first_page, page_size = page_size,
+    short_stops = size_param and true or false, concurrency = concurrency,
+    max_pages = opts.max_pages, cursor = opts.cursor,
+    total_field = opts.total_pages ~= nil,
+  })
+  if not ok then errors.usage(paging.message or tostring(paging)) end
+  return setmetatable({
+    client = client, path = path, style = style, paging = paging,
     base_query = opts.query or {},
     records = opts.records,
     page_param = opts.page_param or "page",
-    size_param = opts.size_param == nil and "limit" or opts.size_param,
-    page_size = page_size,
+    size_param = size_param, page_size = page_size,
     total_field = opts.total_pages,
     cursor_param = opts.cursor_param or "cursor",
     cursor_field = opts.cursor_field or "cursor",
-    concurrency = opts.concurrency or 2,
-    max_pages = opts.max_pages,
-    next_number = opts.first_page or 1,
-    first_page = opts.first_page or 1,
-    next_cursor = opts.cursor,          -- cursor style: nil = first page
-    cursor_ready = true,                -- the next cursor is known
-    slots = {},                         -- in-flight pages, in page order
-    seen_cursors = {}, first_records = {},
-    issued = 0, stopped = false, closed = false,
+    slots = {},                         -- pages in flight, in page order
+    closed = false,
   }, Pager)
-  if type(self.base_query) ~= "table" then errors.usage("query must be a table") end
-  if type(self.concurrency) ~= "number" or self.concurrency < 1 then
-    errors.usage("concurrency must be a number >= 1")
-  end
-  return self
 end
 
--- ---- issuing pages --------------------------------------------------------
+-- ---- issuing pages ----------------------------------------------------------
 
 function Pager:_issue(number, cursor)
   local q = {}
   for k, v in pairs(self.base_query) do q[k] = v end
-  if number ~= nil then
-    q[self.page_param] = number
-  elseif cursor ~= nil then
-    q[self.cursor_param] = cursor
-  end
+  if number ~= nil then q[self.page_param] = number
+  elseif cursor ~= nil then q[self.cursor_param] = cursor end
   if self.style ~= "cursor" and self.size_param and self.page_size then
     q[self.size_param] = self.page_size
   end
   local client = self.client
   local url = query.build(client.base_url, self.path, q)
+  local d = client.decoder_opts
   local req = {
     method = "GET", url = url, endpoint = query.endpoint(url),
-    decoder_opts = {
-      records = self.records, max_depth = client.decoder_opts.max_depth,
-      max_body = client.decoder_opts.max_body,
-      big_integers = client.decoder_opts.big_integers,
-    },
+    decoder_opts = { records = self.records, max_depth = d.max_depth,
+                     max_body = d.max_body, big_integers = d.big_integers },
   }
   local slot = { number = number, cursor = cursor, req = req, st = {}, yielded = 0 }
   slot.t = client:_start(req)
   self.slots[#self.slots + 1] = slot
-  self.issued = self.issued + 1
-  return slot
 end
 
--- How many pages may be in flight now.
--- With a page-count field, wait for the first envelope rather than guess;
--- without one, keep one page of prefetch (it may ask one page past the end).
-function Pager:_window()
-  if self.total then return self.concurrency end
-  if self.total_field then return 1 end
-  return self.concurrency > 1 and 2 or 1
-end
-
+-- Start every request the state machine wants now.
 function Pager:_fill()
-  if self.stopped or self.closed then return end
-  local style = self.style
-  if style == "none" then
-    if self.issued == 0 then self:_issue(nil, nil) end
-  elseif style == "auto" then
-    if #self.slots == 0 then
-      if self.next_cursor ~= nil then
-        self:_issue(nil, self.next_cursor)
-      else
-        self:_issue(self.next_number, nil)
-        self.next_number = self.next_number + 1
-      end
-    end
-  elseif style == "cursor" then
-    if #self.slots == 0 and self.cursor_ready then
-      self.cursor_ready = false
-      self:_issue(nil, self.next_cursor)
-    end
-  else
-    while #self.slots < self:_window()
-      and not (self.total and self.next_number > self.total)
-      and not (self.max_pages and self.issued >= self.max_pages) do
-      self:_issue(self.next_number, nil)
-      self.next_number = self.next_number + 1
-    end
+  if self.closed then return end
+  while true do
+    local kind, value = self.paging:want()
+    if not kind then return end
+    if kind == "cursor" then self:_issue(nil, value) else self:_issue(value, nil) end
   end
 end
 
--- ---- page metadata ---------------------------------------------------------
-
--- Learn what the envelope says (total pages, next cursor) as soon as the
--- page's body is complete, so the next requests can start early.
-function Pager:_learn(slot, env)
-  if slot.learned then return end
-  slot.learned = true
-  slot.envelope = env
-  if self.style == "cursor" then
-    local c = dig(env, self.cursor_field)
-    if absent(c) then
-      self.stopped = true
-    else
-      c = tostring(c)
-      if self.seen_cursors[c] then
-        self:_fail("REPEATED_CURSOR", ("server returned cursor %q again"):format(c), slot)
-      end
-      self.seen_cursors[c] = true
-      self.next_cursor, self.cursor_ready = c, true
-    end
-  elseif self.style == "page" and self.total_field and not self.total then
-    local n = tonumber(dig(env, self.total_field))
-    if n then self.total = n end
-  elseif self.style == "auto" then
-    self:_learn_auto(slot, env)
-  end
+-- Does the state machine need this page's envelope before the next request?
+function Pager:_needs_envelope()
+  local st = self.paging:state()
+  if st.stopped then return false end
+  if self.style == "cursor" or self.style == "auto" then return #self.slots == 1 end
+  return self.style == "page" and self.total_field ~= nil and st.total == nil
 end
 
-function Pager:_learn_auto(slot, env)
-  local c = dig(env, self.cursor_field)
-  if absent(c) then c = env.next_cursor end
-  if absent(c) then c = env.nextCursor end
-  self.next_cursor = nil
-  if not absent(c) and env.has_more ~= false then
-    c = tostring(c)
-    if self.seen_cursors[c] then
-      self:_fail("REPEATED_CURSOR", ("server returned cursor %q again"):format(c), slot)
-    end
-    self.seen_cursors[c] = true
-    self.next_cursor = c
-    return
-  end
-  local pages = tonumber(dig(env, self.total_field or "pages") or env.total_pages)
-  if pages then self.total = pages end
-  if env.has_more == false then slot.last = true
-  elseif env.has_more == true then slot.more = true
-  elseif not pages and next(env) ~= nil and env.page == nil then
-    slot.last = true            -- an envelope with no paging information: one page
-  end
-end
+-- ---- page metadata -------------------------------------------------------------
 
 function Pager:_fail(code, message, slot)
   local err = errors.new {
@@ -201,30 +129,48 @@ function Pager:_fail(code, message, slot)
   error(err, 0)
 end
 
--- The current page has handed out all its records: decide what comes next.
+local function label(slot) return tostring(slot.number or slot.cursor or "1") end
+
+-- Tell the state machine what the page's envelope says (once per page).
+function Pager:_learn(slot, env)
+  if slot.learned then return end
+  slot.learned, slot.envelope = true, env
+  local c = dig(env, self.cursor_field)
+  if self.style == "auto" and not present(c) then c = env.next_cursor or env.nextCursor end
+  local total = self.total_field and dig(env, self.total_field)
+  if self.style == "auto" and total == nil then total = env.pages or env.total_pages end
+  local more = env.has_more
+  if type(more) ~= "boolean" then more = nil end
+  local code = self.paging:learn {
+    cursor = present(c) and tostring(c) or nil,
+    total = tonumber(total),
+    has_more = more,
+    bare = next(env) ~= nil and env.page == nil,
+  }
+  if code then
+    self:_fail(code, ("server returned cursor %q again"):format(tostring(c)), slot)
+  end
+end
+
+-- A server that ignores the page parameter (or repeats a page) sends the
+-- same first record again: catch it before any of its records is handed out.
+function Pager:_check_first(slot, rec)
+  local ok, fp = pcall(encode, rec, SORTED)
+  if not ok or not self.paging:first(fp) then return end
+  if self.style == "cursor" then             -- say which: read on to the cursor
+    while slot.t:next() ~= nil do end
+    self:_learn(slot, slot.t:envelope())
+  end
+  self:_fail("REPEATED_PAGE", ("page %s starts with a record an earlier page started with")
+    :format(label(slot)), slot)
+end
+
+-- The oldest page has handed out all its records: decide what comes next.
 function Pager:_finish(slot)
   if not slot.learned then self:_learn(slot, slot.t:envelope()) end
   slot.t:close()
   remove(self.slots, 1)
-  local count = slot.yielded
-  if self.style == "page" then
-    local short = self.size_param and self.page_size and count < self.page_size
-    if count == 0 or short or (self.total and slot.number >= self.total) then
-      self.stopped = true
-    end
-  elseif self.style == "none" then
-    self.stopped = true
-  elseif self.style == "auto" and self.next_cursor == nil and not slot.more then
-    local short = self.page_size and count < self.page_size
-    if count == 0 or short or slot.last or (self.total and slot.number
-       and slot.number >= self.total) then
-      self.stopped = true
-    end
-  end
-  if self.max_pages and self.issued >= self.max_pages and #self.slots == 0 then
-    self.stopped = true
-  end
-  if self.stopped then self:_drop_slots() end
+  if self.paging:finish(slot.number, slot.yielded) then self:_drop_slots() end
   return slot
 end
 
@@ -235,7 +181,7 @@ function Pager:_drop_slots()
   end
 end
 
--- ---- pulling records ------------------------------------------------------
+-- ---- pulling records -----------------------------------------------------------
 
 -- Pull the next record of a slot: record, or nil at the end of its page.
 function Pager:_pull(slot)
@@ -258,7 +204,7 @@ function Pager:_pull(slot)
       if not ok then
         if kind then return self:_refetch(slot, kind, msg) end
         self:_fail("PAGE_CHANGED", ("page %s has fewer records than before the retry")
-          :format(tostring(slot.number or slot.cursor or "?")), slot)
+          :format(label(slot)), slot)
       end
     end
   end
@@ -281,25 +227,6 @@ function Pager:_pull(slot)
   return nil
 end
 
--- A server that ignores the page parameter (or repeats a page) sends the
--- same first record again: catch it before any of its records is handed out.
-function Pager:_check_first(slot, rec)
-  local ok, fp = pcall(encode, rec, SORTED)
-  if not ok then return end
-  if self.first_records[fp] then
-    if self.style == "cursor" then         -- say which: read on to the cursor
-      while slot.t:next() ~= nil do end
-      local c = dig(slot.t:envelope(), self.cursor_field)
-      if not absent(c) and self.seen_cursors[tostring(c)] then
-        self:_fail("REPEATED_CURSOR", ("server returned cursor %q again"):format(tostring(c)), slot)
-      end
-    end
-    self:_fail("REPEATED_PAGE", ("page %s starts with the same record as page %s"):format(
-      tostring(slot.number or slot.cursor or "?"), tostring(self.first_records[fp])), slot)
-  end
-  self.first_records[fp] = slot.number or slot.cursor or true
-end
-
 -- The body is complete: decode the rest now so the envelope (next cursor,
 -- page count) is known and the next requests can start while the consumer
 -- is still busy with this page.
@@ -315,6 +242,7 @@ function Pager:_drain(slot)
     buffered[n] = rec
   end
   slot.buffer, slot.bi = buffered, 0
+  self.want_envelope = false
   if slot.partial then return end
   self:_learn(slot, slot.t:envelope())
   self:_fill()
@@ -332,17 +260,23 @@ function Pager:_refetch(slot, kind, msg)
   return self:_pull(slot)
 end
 
+-- The current slot, after starting whatever may start now; nil at the end.
+function Pager:_current()
+  if self.closed then return nil end
+  self:_fill()
+  local slot = self.slots[1]
+  if not slot then self:close() return nil end
+  return slot
+end
+
 function Pager:_next_record()
   while true do
-    if self.closed then return nil end
-    self:_fill()
-    local slot = self.slots[1]
-    if not slot then
-      self:close()
-      return nil
+    local slot = self:_current()
+    if not slot then return nil end
+    if slot ~= self.current then             -- a new page: does the next one wait for it?
+      self.current = slot
+      self.want_envelope = self:_needs_envelope()
     end
-    self.want_envelope = (self.style == "cursor" and not self.cursor_ready and not self.stopped)
-      or (self.style == "page" and self.total_field ~= nil and not self.total)
     local ok, rec = pcall(self._pull, self, slot)
     if not ok then self:close() error(rec, 0) end
     if rec ~= nil then return rec end
@@ -350,7 +284,7 @@ function Pager:_next_record()
   end
 end
 
--- ---- public iteration ----------------------------------------------------
+-- ---- public iteration ------------------------------------------------------
 
 --- Iterate records. `for r in pager do` works everywhere; on Lua 5.4,
 -- `for r in pager() do` (or `pager:each()`) also passes a to-be-closed value,
@@ -367,13 +301,11 @@ end
 --- Iterate pages: `{ records = {...}, number = n, cursor = c, body = envelope }`.
 function Pager:pages()
   local function nextpage()
-    if self.closed then return nil end
-    self:_fill()
-    local slot = self.slots[1]
-    if not slot then self:close() return nil end
+    local slot = self:_current()
+    if not slot then return nil end
     local recs, n = setmetatable({}, ARRAY_MT), 0
+    self.want_envelope = false
     while true do
-      self.want_envelope = false
       local ok, rec = pcall(self._pull, self, slot)
       if not ok then self:close() error(rec, 0) end
       if rec == nil then break end
@@ -401,6 +333,7 @@ function Pager:close()
   if self.closed then return end
   self.closed = true
   self:_drop_slots()
+  self.paging:stop()
 end
 
 Pager.__close = Pager.close
