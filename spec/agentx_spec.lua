@@ -5,6 +5,7 @@
 -- enforces it too), and transcripts.
 local converse = require "converse"
 local helper   = require "helper"
+local raises, query_of = helper.raises, helper.query_of
 local socket   = require "socket"
 
 local KEY = "ax-key-1"
@@ -14,20 +15,6 @@ local PREFIX = "/agentx"
 local CONV_PATH = PREFIX .. "/conversations/export/v1/conversations"
 local MSG_PATH = PREFIX .. "/conversations/export/v1/messages"
 local T0, T1 = 1735689600, 1743465600          -- 2025-01-01, 2025-04-01 (UTC)
-
-local function raises(f)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
-
-local function query_of(e)
-  local q = {}
-  for k, v in (e.query or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v:gsub("%%(%x%x)", function(h)
-    return string.char(tonumber(h, 16)) end) end
-  return q
-end
 
 describe("converse.agentx", function()
   local mock

@@ -2,24 +2,10 @@
 -- timeouts, keep-alive, gzip and the error objects.
 local converse = require "converse"
 local helper   = require "helper"
+local raises, entries = helper.raises, helper.entries
 local core     = require "converse.core"
 
 local KEY = "sekret-key-123"
-
-local function raises(f)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
-
-local function entries(mock, prefix)
-  local out = {}
-  for _, e in ipairs(mock:log()) do
-    if e.path:sub(1, #prefix) == prefix then out[#out + 1] = e end
-  end
-  return out
-end
 
 describe("converse.client", function()
   local mock

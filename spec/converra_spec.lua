@@ -4,24 +4,12 @@
 -- (bare array, page envelope, cursor envelope, the `list` override).
 local converse = require "converse"
 local helper   = require "helper"
+local raises, query_of = helper.raises, helper.query_of
 local socket   = require "socket"
 
 local KEY = "cr-key-1"
 local PREFIX = "/converra/api/v1"
 local unpack = table.unpack or unpack
-
-local function raises(f)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
-
-local function query_of(e)
-  local q = {}
-  for k, v in (e.query or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v end
-  return q
-end
 
 describe("converse.converra", function()
   local mock

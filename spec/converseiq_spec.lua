@@ -5,25 +5,12 @@
 -- any request, null titles, delete -> true, 404 -> an http error.
 local converse = require "converse"
 local helper   = require "helper"
+local raises, query_of = helper.raises, helper.query_of
 local socket   = require "socket"
 
 local KEY = "iq-key-1"
 local PREFIX = "/converseiq/public/v1"
 local CONTACTS, CHATS = 95, 25
-
-local function raises(f)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
-
-local function query_of(e)
-  local q = {}
-  for k, v in (e.query or ""):gmatch("([^&=]+)=([^&]*)") do q[k] = v:gsub("%%(%x%x)", function(h)
-    return string.char(tonumber(h, 16)) end) end
-  return q
-end
 
 describe("converse.converseiq", function()
   local mock

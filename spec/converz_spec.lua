@@ -4,31 +4,13 @@
 -- validation rule, raised before any request.
 local converse = require "converse"
 local helper   = require "helper"
+local raises, query_of = helper.raises, helper.query_of
 local socket   = require "socket"
 
 local KEY = "cz-key-1"
 local CALLS, REPS = 25, 7
 local PREFIX = "/converz/api/v1"
 local FIRST_ID = "9007199254740993"     -- the mock's call_id of row 1 (beyond 2^53)
-
-local function raises(f)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
-
-local function query_of(e)
-  local q = {}
-  for k, v in (e.query or ""):gmatch("([^&=]+)=([^&]*)") do
-    v = v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
-    local cur = q[k]
-    if cur == nil then q[k] = v
-    elseif type(cur) == "table" then cur[#cur + 1] = v
-    else q[k] = { cur, v } end
-  end
-  return q
-end
 
 describe("converse.converz", function()
   local mock

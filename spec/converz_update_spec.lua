@@ -4,18 +4,12 @@
 -- 100,000 rows at most per request, and the POST is retried on a 503.
 local converse = require "converse"
 local helper   = require "helper"
+local raises = helper.raises
 local socket   = require "socket"
 
 local KEY = "cz-key-2"
 local PREFIX = "/converz/api/v1"
 local ID1, ID2 = "9007199254740994", "9007199254740995"
-
-local function raises(f)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
 
 local function posts(mock)
   local out = {}

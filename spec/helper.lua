@@ -253,4 +253,45 @@ end
 
 Mock.__gc = Mock.stop
 
+---------------------------------------------------------------------------
+-- Assertions shared by the specs
+
+--- Call f, expect it to raise a converse error object, return the object.
+function helper.raises(f)
+  local ok, err = pcall(f)
+  assert(not ok, "expected an error")
+  assert(require("converse").is_error(err), "expected an error object, got " .. tostring(err))
+  return err
+end
+
+--- Like raises, for a "json" error whose message matches pattern.
+function helper.raises_json(f, pattern)
+  local err = helper.raises(f)
+  assert(err.kind == "json", "expected a json error, got " .. tostring(err))
+  if pattern then assert(err.message:find(pattern), err.message .. " ~ " .. pattern) end
+  return err
+end
+
+--- The decoded query of a mock log entry; repeated parameters become arrays.
+function helper.query_of(entry)
+  local q = {}
+  for k, v in (entry.query or ""):gmatch("([^&=]+)=([^&]*)") do
+    v = v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    local cur = q[k]
+    if cur == nil then q[k] = v
+    elseif type(cur) == "table" then cur[#cur + 1] = v
+    else q[k] = { cur, v } end
+  end
+  return q
+end
+
+--- The mock log entries whose path starts with prefix.
+function helper.entries(mock, prefix)
+  local out = {}
+  for _, e in ipairs(mock:log()) do
+    if e.path:sub(1, #prefix) == prefix then out[#out + 1] = e end
+  end
+  return out
+end
+
 return helper

@@ -1,15 +1,8 @@
 local converse = require "converse"
+local helper   = require "helper"
+local raises_json = helper.raises_json
 local json = converse.json
 local HAS_INT = math.type ~= nil
-
-local function raises_json(f, pattern)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), "expected an error object, got " .. tostring(err))
-  assert.are.equal("json", err.kind)
-  if pattern then assert.matches(pattern, err.message) end
-  return err
-end
 
 describe("converse.json", function()
   describe(".decode", function()

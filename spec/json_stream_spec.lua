@@ -1,6 +1,8 @@
 -- The streaming decoder: records out as soon as they are complete, the
 -- envelope around them, any chunking, limits, reuse and abandonment.
 local converse = require "converse"
+local helper   = require "helper"
+local raises_json = helper.raises_json
 local json = converse.json
 
 local function drain(d, out)
@@ -25,15 +27,6 @@ local function feed_in(d, s, sizes)
   local _, state = drain(d, out)
   assert.are.equal("done", state)
   return out
-end
-
-local function raises_json(f, pattern)
-  local ok, err = pcall(f)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(converse.is_error(err), tostring(err))
-  assert.are.equal("json", err.kind)
-  if pattern then assert.matches(pattern, err.message) end
-  return err
 end
 
 -- A deterministic generated page of records with every kind of value.
