@@ -4,7 +4,7 @@
 set -e
 PKGS="lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev libcurl4-openssl-dev curl
 lua-cjson lua-busted lua-socket luarocks nginx-light libnginx-mod-http-lua
-lua-resty-core gcc make python3 valgrind"
+lua-resty-core gcc make python3 valgrind openssl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -294,4 +294,82 @@ function helper.entries(mock, prefix)
   return out
 end
 
+---------------------------------------------------------------------------
+-- nginx over TLS (self-signed certificate for 127.0.0.1), for TLS specs
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+local function free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return tonumber(port)
+end
+
+--- Start nginx on 127.0.0.1 with TLS (and HTTP/2) serving `body` as JSON at /data.
+-- @treturn table server: `url` (https://127.0.0.1:PORT), `cert` (PEM file), `:stop()`;
+--   nil and a reason when nginx or openssl is missing
+function helper.start_tls_server(body)
+  if not os.execute("command -v nginx >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1") then
+    return nil, "nginx or openssl not installed"
+  end
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. "/tmp"))
+  local ok = os.execute(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+    .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1")
+    :format(dir, dir))
+  if not ok then return nil, "openssl could not make a certificate" end
+  local port = free_port()
+  local conf = ([[
+daemon on;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %s/tmp; proxy_temp_path %s/tmp; fastcgi_temp_path %s/tmp;
+  uwsgi_temp_path %s/tmp; scgi_temp_path %s/tmp;
+  server {
+    listen 127.0.0.1:%d ssl http2;
+    ssl_certificate %s/cert.pem;
+    ssl_certificate_key %s/key.pem;
+    location /data { default_type application/json; return 200 '%s'; }
+  }
+}
+]]):format(dir, dir, dir, dir, dir, dir, dir, port, dir, dir, body)
+  local f = assert(io.open(dir .. "/nginx.conf", "w"))
+  f:write(conf)
+  f:close()
+  if not os.execute(("nginx -p %s -c %s/nginx.conf >/dev/null 2>&1"):format(dir, dir)) then
+    return nil, "nginx did not start"
+  end
+  for _ = 1, 100 do                          -- wait until it accepts connections
+    local c = socket.tcp()
+    c:settimeout(0.1)
+    if c:connect("127.0.0.1", port) then c:close() break end
+    c:close()
+    socket.sleep(0.02)
+  end
+  return setmetatable({ url = "https://127.0.0.1:" .. port, cert = dir .. "/cert.pem",
+                        dir = dir }, Nginx)
+end
+
+function Nginx:stop()
+  if not self.dir then return end
+  local f = io.open(self.dir .. "/nginx.pid")
+  local pid = f and tonumber(f:read("*a"))
+  if f then f:close() end
+  if pid then
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    for _ = 1, 100 do                        -- until the master and its worker are gone
+      if not io.open("/proc/" .. pid .. "/stat") then break end
+      socket.sleep(0.02)
+    end
+  end
+  os.execute("rm -rf " .. self.dir)
+  self.dir = nil
+end
+
 return helper

@@ -199,21 +199,39 @@ static void resume_if_drained(Transfer *t) {
   }
 }
 
-/* Pushes nil, kind, message for a failed transfer; returns 3. */
+/* Failures that trying again cannot mend: a bad URL, a certificate that
+** does not verify, a body over max_body. */
+static int permanent(CURLcode rc) {
+  switch (rc) {
+    case CURLE_UNSUPPORTED_PROTOCOL: case CURLE_URL_MALFORMAT:
+    case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER: case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR: case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS: case CURLE_SSL_CRL_BADFILE:
+    case CURLE_FILESIZE_EXCEEDED:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+/* Pushes nil, kind, message, permanent for a failed transfer; returns 4. */
 static int push_failure(lua_State *L, Transfer *t) {
   const char *msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
   lua_pushnil(L);
   if (t->oom) {
     lua_pushliteral(L, "network");
     lua_pushliteral(L, "response body larger than max_body (or out of memory)");
-    return 3;
+    lua_pushboolean(L, 1);
+    return 4;
   }
   switch (t->result) {
     case CURLE_OPERATION_TIMEDOUT: lua_pushliteral(L, "timeout"); break;
     default:                       lua_pushliteral(L, "network"); break;
   }
   lua_pushstring(L, msg);
-  return 3;
+  lua_pushboolean(L, permanent(t->result));
+  return 4;
 }
 
 /* ---- Transfer ---------------------------------------------------------- */

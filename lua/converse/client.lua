@@ -19,6 +19,7 @@ M.Client = Client
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 local MAX_REDIRECTS = 5
+local HTTP_VERSIONS = { [1] = "1.0", [2] = "1.1", [3] = "2", [30] = "3" }   -- CURL_HTTP_VERSION_*
 
 local OPTION_TYPES = {
   base_url = "string", auth = "table", headers = "table", timeout = "number",
@@ -231,10 +232,11 @@ function Client:_await(t, req, st)
   st.started = st.started or now()
   local redirects = 0
   while true do
-    local status, headers, msg = t:headers()
+    local status, headers, msg, permanent = t:headers()
     local err
     if not status then
       err = self:_error(headers, msg, { method = req.method, url = req.url })
+      headers = nil
     elseif status >= 300 and status < 400 and headers.location then
       t:close()
       redirects = redirects + 1
@@ -258,8 +260,7 @@ function Client:_await(t, req, st)
       t:close()
       st.attempts = st.attempts + 1
       err.attempts = st.attempts
-      t = self:_retry_or_raise(err, req, st, err.headers)
-      err.headers = nil
+      t = self:_retry_or_raise(err, req, st, err.headers, permanent)
     else
       t = self:_start(req)
     end
@@ -267,8 +268,9 @@ function Client:_await(t, req, st)
 end
 
 --- Decide on a failure: raise it, or wait and start the request again.
-function Client:_retry_or_raise(err, req, st, headers)
-  local can = retryable(err.status, err.kind)
+-- `permanent`: the transport says trying again cannot help (bad certificate ...).
+function Client:_retry_or_raise(err, req, st, headers, permanent)
+  local can = not permanent and retryable(err.status, err.kind)
     and (req.idempotent or IDEMPOTENT[req.method])
   err.retryable = can and true or false
   err.headers = nil
@@ -317,21 +319,22 @@ function Client:request(method, path, opts)
   local st = {}
   local t = self:_await(self:_start(req), req, st)
   while true do
-    local value, kind, msg
+    local value, kind, msg, permanent
     if req.raw then
-      value, kind, msg = t:body()
+      value, kind, msg, permanent = t:body()
     else
-      value, kind, msg = t:next()
+      value, kind, msg, permanent = t:next()
       if value == nil and kind == "empty" then kind = nil end
     end
     if value ~= nil or kind == nil then
-      local res = { status = st.status, headers = st.headers }
+      local res = { status = st.status, headers = st.headers,
+                    http_version = HTTP_VERSIONS[t:info().http_version] }
       t:close()
       return value, res
     end
     t:close()
     local err = self:_error(kind, msg, { method = req.method, url = req.url, attempts = st.attempts })
-    t = self:_await(self:_retry_or_raise(err, req, st, nil), req, st)
+    t = self:_await(self:_retry_or_raise(err, req, st, nil, permanent), req, st)
   end
 end
 

@@ -200,15 +200,15 @@ function Pager:_pull(slot)
     slot.t = self.client:_await(slot.t, slot.req, slot.st)
     slot.ready = true
     for _ = 1, slot.yielded do                 -- re-fetched page: skip by position
-      local ok, kind, msg = slot.t:next(true)
+      local ok, kind, msg, permanent = slot.t:next(true)
       if not ok then
-        if kind then return self:_refetch(slot, kind, msg) end
+        if kind then return self:_refetch(slot, kind, msg, permanent) end
         self:_fail("PAGE_CHANGED", ("page %s has fewer records than before the retry")
           :format(label(slot)), slot)
       end
     end
   end
-  local rec, kind, msg = slot.t:next()
+  local rec, kind, msg, permanent = slot.t:next()
   if rec ~= nil then
     if slot.yielded == 0 then self:_check_first(slot, rec) end
     slot.yielded = slot.yielded + 1
@@ -223,7 +223,7 @@ function Pager:_pull(slot)
     errors.raise("json", "empty response body where a JSON page was expected",
       { method = "GET", url = slot.req.url, status = slot.st.status, attempts = slot.st.attempts })
   end
-  if kind then return self:_refetch(slot, kind, msg) end
+  if kind then return self:_refetch(slot, kind, msg, permanent) end
   return nil
 end
 
@@ -250,11 +250,12 @@ end
 
 -- A page failed half-way: fetch it again (the retry rules decide) and skip
 -- the records already handed out.
-function Pager:_refetch(slot, kind, msg)
+function Pager:_refetch(slot, kind, msg, permanent)
   slot.t:close()
   local err = self.client:_error(kind, msg, {
     method = "GET", url = slot.req.url, attempts = slot.st.attempts })
-  local ok, t = pcall(self.client._retry_or_raise, self.client, err, slot.req, slot.st, nil)
+  local ok, t = pcall(self.client._retry_or_raise, self.client, err, slot.req, slot.st, nil,
+                      permanent)
   if not ok then self:close() error(t, 0) end
   slot.t, slot.ready = t, false
   return self:_pull(slot)
