@@ -101,8 +101,16 @@ function M.new(opts)
   end
   self.headers[#self.headers + 1] = "Accept: application/json"
   for k, v in pairs(opts.headers or {}) do
-    if type(k) ~= "string" then errors.usage("headers: names must be strings") end
+    if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      errors.usage("headers: names must be HTTP tokens")
+    end
     self.headers[#self.headers + 1] = k .. ": " .. tostring(v)
+  end
+  for _, line in ipairs(self.headers) do            -- no header injection
+    if line:find("[\r\n]") then errors.usage("headers must not contain line breaks") end
+  end
+  for _, line in ipairs(self.secret_headers) do
+    if line:find("[\r\n]") then errors.usage("auth values must not contain line breaks") end
   end
   self.transport = core.transport {
     timeout = opts.timeout or 300,
