@@ -550,7 +550,7 @@ static int transport_new(lua_State *L) {
   luaL_setmetatable(L, TRANSPORT_MT);
   tr->timeout_ms = opt_ms(L, 1, "timeout", 0);
   tr->connect_ms = opt_ms(L, 1, "connect_timeout", 10000);
-  tr->low_speed_time = opt_ms(L, 1, "low_speed_time", 0) / 1000;
+  tr->low_speed_time = (opt_ms(L, 1, "low_speed_time", 0) + 999) / 1000;   /* whole seconds, rounded up */
   cv_getfield(L, 1, "insecure");
   tr->insecure = lua_toboolean(L, -1);
   cv_getfield(L, 1, "verbose");

@@ -166,6 +166,7 @@ local function dispatch(self, req)
 end
 
 local function maybe_gzip(self, req, res)
+  if res.gzipped then return res end                  -- once is enough
   local mode = self.opts.gzip
   if mode == nil then mode = "auto" end
   local accept = req.headers["accept-encoding"]
@@ -182,6 +183,7 @@ local function maybe_gzip(self, req, res)
   end
   if body == "" then return res end
   res.body = gzip.encode(body)
+  res.gzipped = true
   res.headers = http.header_list(res.headers)
   res.headers[#res.headers + 1] = { "Content-Encoding", "gzip" }
   res.headers[#res.headers + 1] = { "Vary", "Accept-Encoding" }
