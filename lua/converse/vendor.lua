@@ -15,7 +15,7 @@ local client = require "converse.client"
 local query  = require "converse.query"
 local core   = require "converse.core"
 
-local type, pairs, ipairs, select, setmetatable, tostring = type, pairs, ipairs, select, setmetatable, tostring
+local type, pairs, ipairs, setmetatable, tostring = type, pairs, ipairs, setmetatable, tostring
 local NULL = core.null
 
 local M = {}
@@ -88,11 +88,11 @@ local function fill_path(name, path, args)
   return filled, i
 end
 
-local function make_method(vendor, name, ep)
+local function make_method(name, ep)
   local method, path = ep[1], ep[2]
   local opts = ep[3] or {}
   return function(self, ...)
-    local args = { n = select("#", ...), ... }
+    local args = { ... }
     local url_path, used = fill_path(name, path, args)
     local extra = args[used + 1]
     if opts.query_arg and type(extra) ~= "table" then
@@ -104,8 +104,7 @@ local function make_method(vendor, name, ep)
     end
     if opts.required or opts.one_of then validate(name, ep, extra) end
     if method == "LIST" then
-      local q = {}
-      for k, v in pairs(vendor.list_defaults or {}) do q[k] = v end
+      local q = {}                           -- a copy: _list may rewrite it
       for k, v in pairs(extra or {}) do q[k] = v end
       return self:_list(url_path, q, opts)
     end
@@ -122,13 +121,13 @@ local function make_method(vendor, name, ep)
 end
 
 --- Define a vendor class from its endpoint table.
--- @tparam table def `{ name=, endpoints = { name = { METHOD, path, opts } }, list_defaults = {} }`
+-- @tparam table def `{ name=, endpoints = { name = { METHOD, path, opts } } }`
 -- @treturn table the class; methods are generated, `def.methods` adds hand-written ones
 function M.define(def)
   local class = { endpoints = def.endpoints }
   class.__index = class
   for name, ep in pairs(def.endpoints) do
-    class[name] = make_method(def, name, ep)
+    class[name] = make_method(name, ep)
   end
   for name, f in pairs(def.methods or {}) do class[name] = f end
   --- The underlying converse.client, for endpoints the library does not know yet.
@@ -141,15 +140,7 @@ end
 -- @tparam table opts user options
 -- @tparam table client_opts options for converse.client (from `client_options`)
 function M.new(class, opts, client_opts)
-  local ok, c = pcall(client.new, client_opts)
-  if not ok then
-    if errors.is(c) and c.kind == "usage" then
-      c.message = c.message:gsub("^[^:]*:%d+: ", "")
-      usage(c.message)
-    end
-    error(c, 0)
-  end
-  return setmetatable({ client = c, options = opts }, class)
+  return setmetatable({ client = client.new(client_opts), options = opts }, class)
 end
 
 --- Check the constructor's argument and its api_key.
