@@ -6,7 +6,6 @@
 local converse = require "converse"
 local helper   = require "helper"
 local raises, query_of = helper.raises, helper.query_of
-local socket   = require "socket"
 
 local KEY = "ax-key-1"
 local BOT = "r3-218210"
@@ -21,11 +20,7 @@ describe("converse.agentx", function()
 
   setup(function() mock = helper.start_mock { conversations = CONVS, api_key = KEY, agentx_rate = 3 } end)
   teardown(function() mock:stop() end)
-  before_each(function()
-    mock:reset()
-    socket.sleep(0.03)                    -- a prefetch the last test abandoned may land late:
-    mock:request("DELETE", "/_log")       -- forget it, so each test sees only its own requests
-  end)
+  before_each(function() mock:fresh() end)
 
   local function ax(opts)
     local o = { base_url = mock.url .. PREFIX, api_key = KEY, bot_name = BOT }

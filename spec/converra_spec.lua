@@ -5,7 +5,6 @@
 local converse = require "converse"
 local helper   = require "helper"
 local raises, query_of = helper.raises, helper.query_of
-local socket   = require "socket"
 
 local KEY = "cr-key-1"
 local PREFIX = "/converra/api/v1"
@@ -16,11 +15,7 @@ describe("converse.converra", function()
 
   setup(function() mock = helper.start_mock { agents = 6, api_key = KEY, converra_plan = "enterprise" } end)
   teardown(function() mock:stop() end)
-  before_each(function()
-    mock:reset()
-    socket.sleep(0.03)                    -- a request the last test abandoned may land late
-    mock:request("DELETE", "/_log")
-  end)
+  before_each(function() mock:fresh() end)
 
   local function cr(opts)
     local o = { base_url = mock.url .. PREFIX, api_key = KEY, backoff = { base = 0.01, cap = 0.05 } }

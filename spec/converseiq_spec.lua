@@ -17,11 +17,7 @@ describe("converse.converseiq", function()
 
   setup(function() mock = helper.start_mock { contacts = CONTACTS, chats = CHATS, api_key = KEY } end)
   teardown(function() mock:stop() end)
-  before_each(function()
-    mock:reset()
-    socket.sleep(0.03)                    -- a prefetch the last test abandoned may land late:
-    mock:request("DELETE", "/_log")       -- forget it, so each test sees only its own requests
-  end)
+  before_each(function() mock:fresh() end)
 
   local function iq(opts)
     local o = { base_url = mock.url .. PREFIX, api_key = KEY, backoff = { base = 0.01, cap = 0.05 } }

@@ -5,7 +5,6 @@
 local converse = require "converse"
 local helper   = require "helper"
 local raises, query_of = helper.raises, helper.query_of
-local socket   = require "socket"
 
 local KEY = "cz-key-1"
 local CALLS, REPS = 25, 7
@@ -17,11 +16,7 @@ describe("converse.converz", function()
 
   setup(function() mock = helper.start_mock { calls = CALLS, reps = REPS, api_key = KEY } end)
   teardown(function() mock:stop() end)
-  before_each(function()
-    mock:reset()
-    socket.sleep(0.03)                    -- a prefetch the last test abandoned may land late:
-    mock:request("DELETE", "/_log")       -- forget it, so each test sees only its own requests
-  end)
+  before_each(function() mock:fresh() end)
 
   local function cz(opts)
     local o = { base_url = mock.url .. PREFIX, api_key = KEY, backoff = { base = 0.01, cap = 0.05 } }

@@ -5,7 +5,6 @@
 local converse = require "converse"
 local helper   = require "helper"
 local raises = helper.raises
-local socket   = require "socket"
 
 local KEY = "cz-key-2"
 local PREFIX = "/converz/api/v1"
@@ -22,11 +21,7 @@ describe("converse.converz updates", function()
 
   setup(function() mock = helper.start_mock { calls = 30, reps = 5, api_key = KEY } end)
   teardown(function() mock:stop() end)
-  before_each(function()
-    mock:reset()
-    socket.sleep(0.03)                    -- a prefetch the last test abandoned may land late:
-    mock:request("DELETE", "/_log")       -- forget it, so each test sees only its own requests
-  end)
+  before_each(function() mock:fresh() end)
 
   local function cz()
     return converse.converz { base_url = mock.url .. PREFIX, api_key = KEY,

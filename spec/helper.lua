@@ -234,6 +234,14 @@ function Mock:reset()
   return helper.http("POST", self.url .. "/_reset").json
 end
 
+--- Reset, then forget requests that arrive late: a prefetch the previous
+-- test abandoned may still land, and each test should see only its own.
+function Mock:fresh()
+  self:reset()
+  socket.sleep(0.03)
+  helper.http("DELETE", self.url .. "/_log")
+end
+
 --- A request to the mock (path relative to its URL).
 function Mock:request(method, path, body, headers)
   return helper.http(method, self.url .. path, body, headers)
