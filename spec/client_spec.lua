@@ -94,6 +94,15 @@ describe("converse.client", function()
       assert.are.equal("gzip", res.headers["content-encoding"])
     end)
 
+    it("raises a json error naming the request for a malformed body", function()
+      mock:control { type = "truncate", path = "/converz/api/v1/reps", bytes = 30 }
+      local err = raises(function() client():get("/reps", { query = { n_per_page = 5 } }) end)
+      assert.are.equal("json", err.kind)
+      assert.are.equal("GET", err.method)
+      assert.matches("/reps%?n_per_page=5", err.url)
+      assert.matches("end of input", err.message)
+    end)
+
     it("returns raw text on request", function()
       local text = client():get("/reps", { query = { n_per_page = 1 }, raw = true })
       assert.is_string(text)

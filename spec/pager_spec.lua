@@ -127,6 +127,9 @@ describe("converse.client", function()
       mock:control { type = "invalid_utf8", path = "/converz/api/v1/calls" }
       local err = raises(function() calls_pager(cz(), 10):collect() end)
       assert.are.equal("json", err.kind)
+      assert.are.equal("GET", err.method)
+      assert.matches("/converz/api/v1/calls%?", err.url)
+      assert.are.equal(200, err.status)
     end)
   end)
 

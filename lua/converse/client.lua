@@ -140,6 +140,15 @@ function Client:_error(kind, message, fields)
   return errors.new(fields)
 end
 
+-- Say which request an error raised while decoding its body belongs to.
+function Client:_annotate(err, req, st)
+  if errors.is(err) and err.url == nil then
+    err.method, err.url = req.method, self:_scrub(errors.redact_url(req.url))
+    err.status, err.attempts = st.status, st.attempts
+  end
+  return err
+end
+
 -- Wait (letting other transfers progress) until the endpoint's limiter
 -- lets one more request start.
 function Client:_throttle(endpoint)
@@ -331,7 +340,12 @@ function Client:request(method, path, opts)
     if req.raw then
       value, kind, msg, permanent = t:body()
     else
-      value, kind, msg, permanent = t:next()
+      local ok
+      ok, value, kind, msg, permanent = pcall(t.next, t)
+      if not ok then
+        t:close()
+        error(self:_annotate(value, req, st), 0)
+      end
       if value == nil and kind == "empty" then kind = nil end
     end
     if value ~= nil or kind == nil then

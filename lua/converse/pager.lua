@@ -261,6 +261,14 @@ function Pager:_refetch(slot, kind, msg, permanent)
   return self:_pull(slot)
 end
 
+-- Release everything and raise err, saying which request a decoding error
+-- came from.
+function Pager:_raise(err, slot)
+  self:close()
+  self.client:_annotate(err, slot.req, slot.st)
+  error(err, 0)
+end
+
 -- The current slot, after starting whatever may start now; nil at the end.
 function Pager:_current()
   if self.closed then return nil end
@@ -279,7 +287,7 @@ function Pager:_next_record()
       self.want_envelope = self:_needs_envelope()
     end
     local ok, rec = pcall(self._pull, self, slot)
-    if not ok then self:close() error(rec, 0) end
+    if not ok then self:_raise(rec, slot) end
     if rec ~= nil then return rec end
     self:_finish(slot)
   end
@@ -308,7 +316,7 @@ function Pager:pages()
     self.want_envelope = false
     while true do
       local ok, rec = pcall(self._pull, self, slot)
-      if not ok then self:close() error(rec, 0) end
+      if not ok then self:_raise(rec, slot) end
       if rec == nil then break end
       n = n + 1
       recs[n] = rec
