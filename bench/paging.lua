@@ -45,7 +45,7 @@ end
 
 function CASES.converse(url, page_size, rows)
   local converse = require "converse"
-  local base, path, q = url:match("^(http://[^/]+/converz/api/v1)(/calls)%?(.*)$")
+  local base, path = url:match("^(http://[^/]+/converz/api/v1)(/calls)%?(.*)$")
   local api = converse.client { base_url = base, auth = { header = "X-API-Key", value = "bench" } }
   local t0 = now()
   local n = 0
@@ -128,7 +128,7 @@ print(("reference page: %d rows, %.1f MB"):format(rows, size / 1e6))
 
 local R = 3
 local t_curl = best(R, function() return timed_shell(("curl -s -o /dev/null %s '%s'"):format(H, one)) end)
-local t_cjson, n_cjson, kb_cjson = best(R, function()
+local t_cjson, _, kb_cjson = best(R, function()
   return run_case("curl_cjson", "'" .. one .. "'")
 end)
 local py = ([[python3 -c "

@@ -1,6 +1,5 @@
 -- converse.mock: the server loop, HTTP behaviour, auth, log and control API.
 local helper = require "helper"
-local json = helper.json
 
 local KEY = { ["X-API-Key"] = "k" }
 

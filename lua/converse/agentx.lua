@@ -5,9 +5,8 @@
 -- @module converse.agentx
 local vendor = require "converse.vendor"
 local usage  = vendor.usage
-local core   = require "converse.core"
 
-local type, tostring, tonumber, ipairs, pairs = type, tostring, tonumber, ipairs, pairs
+local type, tonumber, ipairs, pairs = type, tonumber, ipairs, pairs
 local sort, concat, floor = table.sort, table.concat, math.floor
 
 local M = {}

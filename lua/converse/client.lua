@@ -7,7 +7,7 @@ local core   = require "converse.core"
 local errors = require "converse.errors"
 local query  = require "converse.query"
 
-local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local setmetatable, random, min = setmetatable, math.random, math.min
 local now, backoff, retryable = core.now, core.backoff, core.retryable
 local encode, decode, decoder = core.json_encode, core.json_decode, core.decoder
@@ -253,7 +253,6 @@ function Client:_await(t, req, st)
     local err
     if not status then
       err = self:_error(headers, msg, { method = req.method, url = req.url })
-      headers = nil
     elseif status >= 300 and status < 400 and headers.location then
       t:close()
       redirects = redirects + 1

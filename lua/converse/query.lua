@@ -6,7 +6,7 @@
 local errors = require "converse.errors"
 local core   = require "converse.core"
 
-local type, tostring, pairs, sort, concat = type, tostring, pairs, table.sort, table.concat
+local type, pairs, sort, concat = type, pairs, table.sort, table.concat
 local format, mtype = string.format, math.type
 
 local M = {}

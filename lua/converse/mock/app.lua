@@ -15,8 +15,8 @@ local util   = require "converse.mock.util"
 local faults = require "converse.mock.faults"
 local gzip   = require "converse.mock.gzip"
 
-local type, pairs, ipairs, tostring, tonumber, setmetatable, pcall, require =
-      type, pairs, ipairs, tostring, tonumber, setmetatable, pcall, require
+local type, ipairs, tostring, setmetatable, pcall, require =
+      type, ipairs, tostring, setmetatable, pcall, require
 local sub, find, lower, match = string.sub, string.find, string.lower, string.match
 local concat = table.concat
 local ok_socket, socket = pcall(require, "socket")

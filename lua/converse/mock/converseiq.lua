@@ -11,8 +11,8 @@ local data = require "converse.mock.data"
 local util = require "converse.mock.util"
 local http = require "converse.mock.http"
 
-local type, pairs, ipairs, tostring, setmetatable = type, pairs, ipairs, tostring, setmetatable
-local floor, lower, concat = math.floor, string.lower, table.concat
+local type, ipairs, tostring, setmetatable = type, ipairs, tostring, setmetatable
+local floor, lower = math.floor, string.lower
 local null, ordered = json.null, json.ordered
 
 local M = {}

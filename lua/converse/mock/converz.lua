@@ -10,9 +10,8 @@ local json = require "converse.mock.json"
 local D    = require "converse.mock.converz_data"
 local util = require "converse.mock.util"
 
-local type, pairs, ipairs, tostring, tonumber, setmetatable = type, pairs, ipairs, tostring,
-      tonumber, setmetatable
-local format, find, gmatch, sub = string.format, string.find, string.gmatch, string.sub
+local type, pairs, ipairs, tostring, setmetatable = type, pairs, ipairs, tostring, setmetatable
+local format, gmatch, sub = string.format, string.gmatch, string.sub
 local concat, floor, sort = table.concat, math.floor, table.sort
 local mtype = math.type
 local unpack = table.unpack or unpack

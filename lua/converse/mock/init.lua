@@ -11,7 +11,7 @@ local app    = require "converse.mock.app"
 local server = require "converse.mock.server"
 local http   = require "converse.mock.http"
 
-local setmetatable, tonumber, tostring, type, io, os = setmetatable, tonumber, tostring, type, io, os
+local setmetatable, tonumber, tostring, io, os = setmetatable, tonumber, tostring, io, os
 local match = string.match
 local ok_socket, socket = pcall(require, "socket")
 
@@ -227,8 +227,8 @@ function M.main(args)
   if not rawget(_G, "jit") then pcall(collectgarbage, "generational") end
   -- Freeing one large block raises glibc's mmap threshold, so the response
   -- write buffers come from the heap instead of a fresh mmap each time.
-  local big = string.rep(" ", 4 * 1048576)
-  big = nil
+  local big = string.rep(" ", 4 * 1048576)   -- luacheck: ignore 311
+  big = nil                                    -- luacheck: ignore 311
   collectgarbage("collect")
   io.stdout:write(srv.url, "\n")
   io.stdout:flush()

@@ -10,8 +10,8 @@
 local socket = require "socket"
 local http   = require "converse.mock.http"
 
-local type, pairs, ipairs, tonumber, tostring, setmetatable, pcall, error =
-      type, pairs, ipairs, tonumber, tostring, setmetatable, pcall, error
+local type, pairs, ipairs, tonumber, tostring, setmetatable, pcall =
+      type, pairs, ipairs, tonumber, tostring, setmetatable, pcall
 local find, sub, lower, format = string.find, string.sub, string.lower, string.format
 local concat = table.concat
 local gettime, select = socket.gettime, socket.select
