@@ -6,6 +6,7 @@
 #   make asan            spec suite under AddressSanitizer + UBSan (Lua 5.4)
 #   make valgrind        spec suite under valgrind (Lua 5.4)
 #   make bench           benchmarks (bench/)
+#   make fuzz            libFuzzer on the JSON codec (clang)
 # LuaRocks passes CFLAGS, LIBFLAG, LUA_INCDIR, INST_LIBDIR, INST_LUADIR.
 
 LUA        ?= lua5.4
@@ -36,7 +37,7 @@ INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
 INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
-.PHONY: all both deps test ci demo asan valgrind bench bench-json install clean
+.PHONY: all both deps test ci demo asan valgrind bench bench-json fuzz install clean
 
 all: $(CORE)
 
@@ -76,6 +77,18 @@ bench: deps both
 
 bench-json: deps both
 	@bench/json.sh
+
+# libFuzzer + ASan + UBSan on the JSON codec (needs clang): whole vs streaming
+# agreement and encode/decode round trips, seeded with JSONTestSuite's y_ files.
+FUZZ_SECONDS ?= 120
+fuzz:
+	@mkdir -p build/fuzz/corpus
+	@for f in ../shared/jsontestsuite/test_parsing/y_*.json; do \
+	  [ -f "$$f" ] && { printf '\003'; cat "$$f"; } > build/fuzz/corpus/$$(basename $$f); done; true
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
+	  src/*.c fuzz/json_fuzz.c -llua5.4 -lcurl -lm -o build/fuzz/json_fuzz
+	build/fuzz/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -artifact_prefix=build/fuzz/ build/fuzz/corpus
 
 install: $(CORE)
 	install -d $(INST_LIBDIR)/converse $(INST_LUADIR)/converse $(INST_BINDIR)
