@@ -3,6 +3,17 @@
 */
 #include "cv.h"
 
+/* Register a userdata class: metatable `name` with the metamethods `meta`
+** and an __index table of `methods`. */
+void cv_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 static int core_error_mt(lua_State *L) {
   luaL_getmetatable(L, CV_ERROR_MT);
   return 1;

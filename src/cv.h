@@ -16,6 +16,10 @@
 #define CV_ERROR_MT       "converse.Error"     /* error objects (SPEC 2) */
 #define CV_ARRAY_MT       "converse.array"     /* marks a table as a JSON array */
 
+/* ---- converse_core.c ---------------------------------------------------- */
+/* Register a userdata class: metamethods `meta`, methods in __index. */
+void cv_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
 /* ---- errors.c ---------------------------------------------------------- */
 /* Push a new error object {kind=, message=} with the shared metatable. */
 void cv_error_push(lua_State *L, const char *kind, const char *msg);

@@ -621,11 +621,6 @@ static const luaL_Reg dec_meta[] = {
 };
 
 void cv_decoder_open(lua_State *L) {
-  luaL_newmetatable(L, CV_DECODER_MT);
-  luaL_setfuncs(L, dec_meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, dec_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  cv_class(L, CV_DECODER_MT, dec_meta, dec_methods);
   lua_pushcfunction(L, dec_new);
 }

@@ -352,11 +352,6 @@ static const luaL_Reg paging_meta[] = {
 };
 
 void cv_paging_open(lua_State *L) {
-  luaL_newmetatable(L, PAGING_MT);
-  luaL_setfuncs(L, paging_meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, paging_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  cv_class(L, PAGING_MT, paging_meta, paging_methods);
   lua_pushcfunction(L, paging_new);
 }

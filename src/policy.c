@@ -174,6 +174,11 @@ static const luaL_Reg limiter_methods[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg limiter_meta[] = {        /* plain memory: nothing to free */
+  {"__tostring",   limiter_tostring},
+  {NULL, NULL}
+};
+
 static const luaL_Reg policy_funcs[] = {
   {"now",          policy_now},
   {"backoff",      policy_backoff},
@@ -185,12 +190,6 @@ static const luaL_Reg policy_funcs[] = {
 };
 
 void cv_policy_open(lua_State *L) {
-  luaL_newmetatable(L, LIMITER_MT);
-  lua_pushcfunction(L, limiter_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  luaL_setfuncs(L, limiter_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  cv_class(L, LIMITER_MT, limiter_meta, limiter_methods);
   luaL_setfuncs(L, policy_funcs, 0);
 }

@@ -596,19 +596,9 @@ static const luaL_Reg transport_meta[] = {
   {NULL, NULL}
 };
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                      const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
 void cv_transport_open(lua_State *L) {
   curl_global_init(CURL_GLOBAL_DEFAULT);     /* refcounted, thread-safe in 7.84+ */
-  new_class(L, TRANSFER_MT, transfer_meta, transfer_methods);
-  new_class(L, TRANSPORT_MT, transport_meta, transport_methods);
+  cv_class(L, TRANSFER_MT, transfer_meta, transfer_methods);
+  cv_class(L, TRANSPORT_MT, transport_meta, transport_methods);
   lua_pushcfunction(L, transport_new);
 }

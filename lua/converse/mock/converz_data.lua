@@ -26,17 +26,7 @@ M.SUBCAMPAIGNS = { "A", "B", "Control", "Email follow-up", "VIP" }
 M.DEPARTMENTS = { "Sales", "Support", "Billing", "Retention" }
 local LANGS = { "en", "nl", "de", "fr", "es", "ja" }
 local TAGS = { "callback", "escalated", "vip", "refund", "churn-risk", "upsell" }
-local OPENERS = {
-  "Customer called about", "Caller asked for help with", "Client wanted to discuss",
-  "Follow-up regarding", "Inbound enquiry on", "Customer complained about",
-}
-local TOPICS = {
-  "the \"Premium\" plan pricing 💳", "a late delivery 📦", "resetting their password 🔑",
-  "a double charge on invoice #4471", "upgrading to fibre — 100 Mbit/s", "cancelling the contract 😞",
-  "the C:\\Billing\\Export path not working", "a refund of €49.99", "delivery to Zürich 🇨🇭",
-  "the mobile app crashing on iOS 17", "changing the billing address", "a warranty claim 🛠️",
-  "the 日本語 support line", "porting a number", "a damaged parcel (photo attached)",
-}
+local OPENERS, TOPICS = data.OPENERS, data.TOPICS   -- shared with the other vendors
 local OUTCOMES = {
   "Agent explained the options and the customer agreed to upgrade; a confirmation e-mail was sent.",
   "Issue resolved on the call ✅ after checking the account history and recent orders.",

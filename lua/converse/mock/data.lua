@@ -99,17 +99,18 @@ function M.slug(s)
   return s
 end
 
-local OPENERS = {
+M.OPENERS = {
   "Customer called about", "Caller asked for help with", "Client wanted to discuss",
   "Follow-up regarding", "Inbound enquiry on", "Customer complained about",
 }
-local TOPICS = {
+M.TOPICS = {
   "the \"Premium\" plan pricing 💳", "a late delivery 📦", "resetting their password 🔑",
   "a double charge on invoice #4471", "upgrading to fibre — 100 Mbit/s", "cancelling the contract 😞",
   "the C:\\Billing\\Export path not working", "a refund of €49.99", "delivery to Zürich 🇨🇭",
   "the mobile app crashing on iOS 17", "changing the billing address", "a warranty claim 🛠️",
   "the 日本語 support line", "porting a number", "a damaged parcel (photo attached)",
 }
+local OPENERS, TOPICS = M.OPENERS, M.TOPICS
 local OUTCOMES = {
   "Agent explained the options and the customer agreed to upgrade.",
   "Issue resolved on the call ✅.",
