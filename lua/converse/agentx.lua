@@ -71,11 +71,7 @@ function AgentX:_list(path, q)
   if type(q.bot_name) ~= "string" or q.bot_name == "" then
     usage("bot_name is required (in the call or the constructor)")
   end
-  local per = q.per_page or M.MAX_PER_PAGE
-  if type(per) ~= "number" or per < 1 or per > M.MAX_PER_PAGE or per % 1 ~= 0 then
-    usage("per_page must be a whole number from 1 to 1000")
-  end
-  q.per_page = per
+  q.per_page = vendor.take_size(q, "per_page", M.MAX_PER_PAGE, M.MAX_PER_PAGE)
   local cursor = q.cursor
   q.cursor = nil
   return self.client:paginate(path, {

@@ -8,7 +8,7 @@
 local vendor = require "converse.vendor"
 local usage  = vendor.usage
 
-local type, pairs = type, pairs
+local pairs = pairs
 
 local M = {}
 
@@ -60,12 +60,7 @@ function Converra:_list(path, q)
               size_param = "limit", page_size = 100, cursor_param = "cursor",
               cursor_field = "cursor", total_pages = "pages" }
   for k, v in pairs(self.options.list or {}) do o[k] = v end
-  if q.limit ~= nil then
-    if type(q.limit) ~= "number" or q.limit < 1 or q.limit % 1 ~= 0 then
-      usage("limit must be a whole number >= 1")
-    end
-    o.page_size, q.limit = q.limit, nil
-  end
+  if q.limit ~= nil then o.page_size = vendor.take_size(q, "limit") end
   if q.page ~= nil then o.first_page, q.page = q.page, nil end
   return self.client:paginate(path, o)
 end

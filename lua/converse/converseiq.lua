@@ -3,9 +3,6 @@
 -- envelopes paged with `page` + `limit` (1..100).
 -- @module converse.converseiq
 local vendor = require "converse.vendor"
-local usage  = vendor.usage
-
-local type = type
 
 local M = {}
 
@@ -38,12 +35,9 @@ local ConverseIQ = vendor.define {
 }
 
 function ConverseIQ:_list(path, q)
-  local limit = q.limit or M.MAX_LIMIT
-  if type(limit) ~= "number" or limit < 1 or limit > M.MAX_LIMIT or limit % 1 ~= 0 then
-    usage("limit must be a whole number from 1 to 100")
-  end
+  local limit = vendor.take_size(q, "limit", M.MAX_LIMIT, M.MAX_LIMIT)
   local first = q.page or 1
-  q.limit, q.page = nil, nil
+  q.page = nil
   return self.client:paginate(path, {
     style = "page", query = q, records = "data", total_pages = "pages",
     page_param = "page", size_param = "limit", page_size = limit, first_page = first,

@@ -30,11 +30,7 @@ local Converz = vendor.define {
 
 -- GET list with page + n_per_page; a page shorter than n_per_page ends it.
 function Converz:_list(path, q)
-  local size = q.n_per_page or M.DEFAULT_PAGE_SIZE
-  if type(size) ~= "number" or size < 1 or size > M.MAX_PAGE_SIZE or size % 1 ~= 0 then
-    usage("n_per_page must be a whole number from 1 to 1000000")
-  end
-  q.n_per_page = nil
+  local size = vendor.take_size(q, "n_per_page", M.DEFAULT_PAGE_SIZE, M.MAX_PAGE_SIZE)
   for _, f in ipairs(MULTI) do
     local v = q[f]
     if v ~= nil and type(v) ~= "string" and type(v) ~= "table" then

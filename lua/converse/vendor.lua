@@ -143,6 +143,19 @@ function M.new(class, opts, client_opts)
   return setmetatable({ client = client.new(client_opts), options = opts }, class)
 end
 
+--- Take a page-size parameter out of a query: a whole number in [1, max],
+-- `default` when absent; a usage error otherwise.
+-- @treturn number
+function M.take_size(q, key, default, max)
+  local v = q[key]
+  if v == nil then v = default end
+  if type(v) ~= "number" or v < 1 or v % 1 ~= 0 or (max and v > max) then
+    usage(("%s must be a whole number from 1%s"):format(key, max and (" to " .. max) or " up"))
+  end
+  q[key] = nil
+  return v
+end
+
 --- Check the constructor's argument and its api_key.
 function M.check_new(name, opts)
   if type(opts) ~= "table" then
