@@ -6,17 +6,9 @@
 --
 --   lua5.4 bench/json.lua [--rows 200000]
 -- The body is generated once, deterministically, into build/bench/.
-local ROOT = (arg[0]:match("^(.*)/bench/[^/]*$")) or "."
-local FLAVOUR = rawget(_G, "jit") and "luajit" or "lua5.4"
-package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
-package.cpath = ROOT .. "/build/" .. FLAVOUR .. "/?.so;" .. package.cpath
-
-local function hwm_kb()
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("a") or ""
-  if f then f:close() end
-  return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
-end
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local common = require "common"
+local ROOT, FLAVOUR, hwm_kb = common.ROOT, common.FLAVOUR, common.hwm_kb
 
 local clock = os.clock
 

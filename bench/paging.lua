@@ -11,20 +11,10 @@
 --   converse, pages of 1,000        prefetch hides the next request
 --   peak RSS for pages of 10k, 100k, 1M rows
 --   20 ms latency per request, 100 pages: concurrency 1 vs 8 (and the rate limit)
-local ROOT = (arg[0]:match("^(.*)/bench/[^/]*$")) or "."
-package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. ROOT .. "/spec/?.lua;"
-  .. package.path
-
-local LUA = os.getenv("CONVERSE_LUA") or (rawget(_G, "jit") and "luajit" or "lua5.4")
-local FLAVOUR = rawget(_G, "jit") and "luajit" or "lua5.4"
-package.cpath = ROOT .. "/build/" .. FLAVOUR .. "/?.so;" .. package.cpath
-
-local function hwm_kb()
-  local f = io.open("/proc/self/status")
-  local s = f and f:read("a") or ""
-  if f then f:close() end
-  return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
-end
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local common = require "common"
+local ROOT, FLAVOUR, hwm_kb = common.ROOT, common.FLAVOUR, common.hwm_kb
+local LUA = os.getenv("CONVERSE_LUA") or FLAVOUR
 
 local function now()
   return require("converse.core").now()
