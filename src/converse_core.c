@@ -36,6 +36,7 @@ int luaopen_converse_core(lua_State *L);
 
 int luaopen_converse_core(lua_State *L) {
   cv_errors_open(L);
+  cv_buf_open(L);
   lua_newtable(L);
   luaL_setfuncs(L, core_funcs, 0);
   lua_pushliteral(L, CV_VERSION);

@@ -12,6 +12,15 @@
 
 #define CV_VERSION        "0.1.0"
 
+/* JSON nesting: the default limit, and the most any option may ask for.
+** The parser and the encoder recurse once per level; CV_JSON_DEPTH_MAX
+** keeps that well inside a C stack (an nginx worker's or a coroutine's). */
+#define CV_JSON_DEPTH     512
+#define CV_JSON_DEPTH_MAX 10000
+
+/* err.code of the one out-of-memory error (kind "json", never retried). */
+#define CV_CODE_OOM       "OUT_OF_MEMORY"
+
 /* Registry keys of the shared metatables. */
 #define CV_ERROR_MT       "converse.Error"     /* error objects (SPEC 2) */
 #define CV_ARRAY_MT       "converse.array"     /* marks a table as a JSON array */
@@ -19,6 +28,25 @@
 /* ---- converse_core.c ---------------------------------------------------- */
 /* Register a userdata class: metamethods `meta`, methods in __index. */
 void cv_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+
+/* ---- buffer.c ---------------------------------------------------------- */
+/* The growable byte buffer. Never raises: 0 = done, -1 = out of memory
+** (the buffer is left as it was). A zeroed cv_buf is an empty buffer. */
+typedef struct cv_buf {
+  char   *p;
+  size_t  len, cap;
+} cv_buf;
+int     cv_buf_grow(cv_buf *b, size_t extra);      /* the slow half of cv_buf_reserve */
+int     cv_buf_add(cv_buf *b, const char *p, size_t n);
+void    cv_buf_free(cv_buf *b);
+cv_buf *cv_buf_box(lua_State *L);   /* pushes a buffer owned by a userdata (__gc frees it) */
+void    cv_buf_open(lua_State *L);  /* registers the box metatable */
+/* Make room for `extra` more bytes after b->len. */
+static inline int cv_buf_reserve(cv_buf *b, size_t extra) {
+  return b->cap - b->len >= extra ? 0 : cv_buf_grow(b, extra);
+}
+/* Raise the out-of-memory error object: kind "json", code CV_CODE_OOM. */
+int     cv_error_oom(lua_State *L, const char *what);
 
 /* ---- errors.c ---------------------------------------------------------- */
 /* Push a new error object {kind=, message=} with the shared metatable. */

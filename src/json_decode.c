@@ -19,18 +19,13 @@
 
 #include "json_internal.h"
 
-#define BOX_MT  "converse.DecodeScratch"
-
 /* ---- errors ------------------------------------------------------------ */
 
-int cv_json_error(cv_parser *P, const char *p, const char *fmt, ...) {
+int cv_json_verror(cv_parser *P, const char *p, const char *fmt, va_list ap) {
   lua_State *L = P->L;
   uint64_t off = P->base_off + (uint64_t)(p - P->base);
   char where[48];
-  va_list ap;
-  va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
   snprintf(where, sizeof where, " at byte offset %llu", (unsigned long long)off);
   lua_pushstring(L, where);
   lua_concat(L, 2);
@@ -44,23 +39,16 @@ int cv_json_error(cv_parser *P, const char *p, const char *fmt, ...) {
   return lua_error(L);
 }
 
+int cv_json_error(cv_parser *P, const char *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  return cv_json_verror(P, p, fmt, ap);      /* never returns: no va_end needed */
+}
+
 /* Incomplete input: NULL while more may come, an error at the real end. */
 #define MORE(P, p) \
   ((P)->final ? (cv_json_error((P), (p), "unexpected end of input"), (const char *)NULL) \
               : (const char *)NULL)
-
-char *cv_scratch_reserve(cv_scratch *s, size_t n) {
-  if (n > s->cap) {
-    size_t cap = s->cap ? s->cap : 256;
-    char *q;
-    while (cap < n) cap *= 2;
-    q = (char *)realloc(s->p, cap);
-    if (q == NULL) return NULL;
-    s->p = q;
-    s->cap = cap;
-  }
-  return s->p;
-}
 
 /* ---- strings ----------------------------------------------------------- */
 
@@ -150,30 +138,28 @@ static size_t put_utf8(char *o, unsigned long cp) {
 ** s = first byte after the opening quote, p = the first backslash. */
 static const char *string_escaped(cv_parser *P, const char *s, const char *p) {
   const char *end = P->end;
-  size_t n = (size_t)(p - s);
-  char *o;
-  if (cv_scratch_reserve(P->scratch, n + 64) == NULL)
-    cv_json_error(P, s, "out of memory decoding a string");
-  memcpy(P->scratch->p, s, n);
+  cv_buf *b = P->scratch;
+  b->len = 0;
+  if (cv_buf_add(b, s, (size_t)(p - s)) != 0) cv_error_oom(P->L, "decoding a string");
   for (;;) {
     unsigned char c;
-    if (P->scratch->cap - n < 8 && cv_scratch_reserve(P->scratch, n * 2 + 64) == NULL)
-      cv_json_error(P, p, "out of memory decoding a string");
-    o = P->scratch->p;
+    char *o;
+    if (cv_buf_reserve(b, 4) != 0) cv_error_oom(P->L, "decoding a string");
+    o = b->p + b->len;                      /* room for the 4 bytes one step writes */
     if (p >= end) return MORE(P, p);
     c = (unsigned char)*p;
     if (c == '"') break;
     if (c == '\\') {
       if (p + 1 >= end) return MORE(P, p);
       switch (p[1]) {
-        case '"':  o[n++] = '"'; break;
-        case '\\': o[n++] = '\\'; break;
-        case '/':  o[n++] = '/'; break;
-        case 'b':  o[n++] = '\b'; break;
-        case 'f':  o[n++] = '\f'; break;
-        case 'n':  o[n++] = '\n'; break;
-        case 'r':  o[n++] = '\r'; break;
-        case 't':  o[n++] = '\t'; break;
+        case '"':  *o = '"'; break;
+        case '\\': *o = '\\'; break;
+        case '/':  *o = '/'; break;
+        case 'b':  *o = '\b'; break;
+        case 'f':  *o = '\f'; break;
+        case 'n':  *o = '\n'; break;
+        case 'r':  *o = '\r'; break;
+        case 't':  *o = '\t'; break;
         case 'u': {
           long cu, lo;
           if (end - p < 6) return MORE(P, p);
@@ -192,30 +178,32 @@ static const char *string_escaped(cv_parser *P, const char *s, const char *p) {
             cu = 0x10000 + ((cu - 0xD800) << 10) + (lo - 0xDC00);
             p += 6;
           }
-          n += put_utf8(o + n, (unsigned long)cu);
+          b->len += put_utf8(o, (unsigned long)cu);
           p += 6;
           continue;
         }
         default:
           cv_json_error(P, p, "invalid escape '\\%c'", p[1]);
       }
+      b->len++;
       p += 2;
     } else if (c < 0x20) {
       cv_json_error(P, p, "control character in string");
     } else if (c < 0x80) {
-      o[n++] = (char)c;
+      *o = (char)c;
+      b->len++;
       p++;
     } else {
       int k = utf8_seq((const unsigned char *)p, (size_t)(end - p));
       if (k < 0) return MORE(P, p);
       if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
-      memcpy(o + n, p, (size_t)k);
-      n += (size_t)k;
+      memcpy(o, p, (size_t)k);
+      b->len += (size_t)k;
       p += k;
     }
-    if (n > P->max_string) cv_json_error(P, s, "string longer than max_string");
+    if (b->len > P->max_string) cv_json_error(P, s, "string longer than max_string");
   }
-  lua_pushlstring(P->L, P->scratch->p, n);
+  lua_pushlstring(P->L, b->p, b->len);
   return p + 1;
 }
 
@@ -257,8 +245,9 @@ static double slow_double(cv_parser *P, const char *s, const char *e) {
   size_t n = (size_t)(e - s), i;
   double d;
   if (n >= sizeof tmp) {
-    buf = cv_scratch_reserve(P->scratch, n + 1);
-    if (buf == NULL) cv_json_error(P, s, "out of memory decoding a number");
+    P->scratch->len = 0;
+    if (cv_buf_reserve(P->scratch, n + 1) != 0) cv_error_oom(P->L, "decoding a number");
+    buf = P->scratch->p;
   }
   memcpy(buf, s, n);
   buf[n] = '\0';
@@ -470,7 +459,8 @@ void cv_json_options(lua_State *L, int idx, int *max_depth, size_t *max_string,
   if (!lua_istable(L, idx)) cv_error_raise(L, "usage", "JSON options must be a table");
   if (cv_getfield(L, idx, "max_depth") != LUA_TNIL) {
     lua_Number n = lua_tonumber(L, -1);
-    if (!(n >= 1 && n <= 1000000)) cv_error_raise(L, "usage", "max_depth must be 1..1000000");
+    if (!(n >= 1 && n <= CV_JSON_DEPTH_MAX))
+      cv_error_raise(L, "usage", "max_depth must be 1..%d", CV_JSON_DEPTH_MAX);
     *max_depth = (int)n;
   }
   lua_pop(L, 1);
@@ -489,32 +479,17 @@ void cv_json_options(lua_State *L, int idx, int *max_depth, size_t *max_string,
   lua_pop(L, 1);
 }
 
-static int scratch_gc(lua_State *L) {
-  cv_scratch *s = (cv_scratch *)luaL_checkudata(L, 1, BOX_MT);
-  free(s->p);
-  s->p = NULL;
-  s->cap = 0;
-  return 0;
-}
-
 /* core.json_decode(s [, opts]) -> value */
 int cv_json_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len), *p;
   cv_parser P;
-  cv_scratch *box;
+  cv_buf *box;
   int obj_hint[CV_HINT_DEPTH] = {0}, arr_hint[CV_HINT_DEPTH] = {0};
   lua_settop(L, 2);
   memset(&P, 0, sizeof P);
   cv_json_options(L, 2, &P.max_depth, &P.max_string, &P.big_string);
-  box = (cv_scratch *)lua_newuserdatauv(L, sizeof *box, 0);          /* 3 */
-  box->p = NULL;
-  box->cap = 0;
-  if (luaL_newmetatable(L, BOX_MT)) {
-    lua_pushcfunction(L, scratch_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  box = cv_buf_box(L);                                                 /* 3 */
   luaL_getmetatable(L, CV_ARRAY_MT);                                  /* 4 */
   P.L = L;
   P.base = s;
@@ -529,8 +504,6 @@ int cv_json_decode(lua_State *L) {
   p = cv_json_value(&P, p);
   p = cv_json_ws(p, P.end);
   if (p < P.end) cv_json_error(&P, p, "unexpected data after the JSON value");
-  free(box->p);
-  box->p = NULL;
-  box->cap = 0;
+  cv_buf_free(box);
   return 1;
 }

@@ -15,48 +15,22 @@
 
 #include "cv.h"
 
-#define BOX_MT            "converse.EncodeBuffer"
-#define DEFAULT_DEPTH     512
 #define ARRAY_MT_SLOT     4
 
-typedef struct {
-  char   *p;
-  size_t  len, cap;
-} Buffer;
-
-typedef struct {
+typedef struct cv_encoder {
   lua_State *L;
-  Buffer    *b;
+  cv_buf    *b;                 /* boxed: slot 3 */
   int        max_depth;
   int        sort_keys;
-} Encoder;
+} cv_encoder;
 
 /* ---- buffer ------------------------------------------------------------ */
 
-static int box_gc(lua_State *L) {
-  Buffer *b = (Buffer *)luaL_checkudata(L, 1, BOX_MT);
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-  return 0;
+static void grow(cv_encoder *e, size_t need) {
+  if (cv_buf_reserve(e->b, need) != 0) cv_error_oom(e->L, "encoding JSON");
 }
 
-static void grow(Encoder *e, size_t need) {
-  Buffer *b = e->b;
-  size_t cap = b->cap ? b->cap : 256;
-  char *p;
-  while (cap - b->len < need) {
-    if (cap > ((size_t)-1) / 2)
-      cv_error_raise(e->L, "json", "encoded text too large");
-    cap *= 2;
-  }
-  p = (char *)realloc(b->p, cap);
-  if (p == NULL) cv_error_raise(e->L, "json", "out of memory while encoding");
-  b->p = p;
-  b->cap = cap;
-}
-
-static void put(Encoder *e, const char *s, size_t n) {
+static void put(cv_encoder *e, const char *s, size_t n) {
   if (e->b->cap - e->b->len < n) grow(e, n);
   memcpy(e->b->p + e->b->len, s, n);
   e->b->len += n;
@@ -88,7 +62,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
   return 0;
 }
 
-static void put_string(Encoder *e, const char *str, size_t n) {
+static void put_string(cv_encoder *e, const char *str, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, run = 0;
@@ -138,7 +112,7 @@ static int format_double(char *out, size_t size, double d) {
   return n;
 }
 
-static void put_number(Encoder *e, int idx) {
+static void put_number(cv_encoder *e, int idx) {
   char tmp[64];
   int n;
 #if CV_HAS_INTEGER
@@ -172,11 +146,11 @@ static void put_number(Encoder *e, int idx) {
 
 /* ---- tables ------------------------------------------------------------ */
 
-static void encode_value(Encoder *e, int idx, int depth);
+static void encode_value(cv_encoder *e, int idx, int depth);
 
 /* Classify the table at idx: returns the array length, or -1 for an object.
 ** Raises on keys that fit neither (mixed, sparse, non-string). */
-static lua_Integer classify(Encoder *e, int idx, int marked) {
+static lua_Integer classify(cv_encoder *e, int idx, int marked) {
   lua_State *L = e->L;
   lua_Integer max = 0, count = 0;
   int strings = 0;
@@ -209,7 +183,7 @@ static lua_Integer classify(Encoder *e, int idx, int marked) {
   return count;
 }
 
-static void encode_array(Encoder *e, int idx, lua_Integer n, int depth) {
+static void encode_array(cv_encoder *e, int idx, lua_Integer n, int depth) {
   lua_Integer i;
   putc_(e, '[');
   for (i = 1; i <= n; i++) {
@@ -221,15 +195,15 @@ static void encode_array(Encoder *e, int idx, lua_Integer n, int depth) {
   putc_(e, ']');
 }
 
-typedef struct { const char *p; size_t n; } Key;
+typedef struct cv_key { const char *p; size_t n; } cv_key;
 
 static int key_cmp(const void *a, const void *b) {
-  const Key *x = (const Key *)a, *y = (const Key *)b;
+  const cv_key *x = (const cv_key *)a, *y = (const cv_key *)b;
   int c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-static void encode_object(Encoder *e, int idx, int depth) {
+static void encode_object(cv_encoder *e, int idx, int depth) {
   lua_State *L = e->L;
   int first = 1;
   putc_(e, '{');
@@ -249,10 +223,10 @@ static void encode_object(Encoder *e, int idx, int depth) {
     /* Key pointers stay valid: the table keeps the strings alive. The array
     ** is a userdata so an error while encoding a value frees it. */
     size_t n = 0, i = 0;
-    Key *keys;
+    cv_key *keys;
     lua_pushnil(L);
     while (lua_next(L, idx)) { lua_pop(L, 1); n++; }
-    keys = (Key *)lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
+    keys = (cv_key *)lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
@@ -274,7 +248,7 @@ static void encode_object(Encoder *e, int idx, int depth) {
   putc_(e, '}');
 }
 
-static void encode_table(Encoder *e, int idx, int depth) {
+static void encode_table(cv_encoder *e, int idx, int depth) {
   lua_State *L = e->L;
   int marked = 0;
   lua_Integer n;
@@ -292,7 +266,7 @@ static void encode_table(Encoder *e, int idx, int depth) {
   else encode_object(e, idx, depth + 1);
 }
 
-static void encode_value(Encoder *e, int idx, int depth) {
+static void encode_value(cv_encoder *e, int idx, int depth) {
   lua_State *L = e->L;
   switch (lua_type(L, idx)) {
     case LUA_TNIL:     putlit(e, "null"); break;
@@ -317,34 +291,29 @@ static void encode_value(Encoder *e, int idx, int depth) {
 
 /* core.json_encode(value [, opts]) -> string */
 int cv_json_encode(lua_State *L) {
-  Encoder e;
-  Buffer *b;
+  cv_encoder e;
+  cv_buf *b;
   lua_settop(L, 2);
   e.L = L;
-  e.max_depth = DEFAULT_DEPTH;
+  e.max_depth = CV_JSON_DEPTH;
   e.sort_keys = 0;
   if (!lua_isnil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (cv_getfield(L, 2, "max_depth") != LUA_TNIL)
-      e.max_depth = (int)luaL_checkinteger(L, -1);
+    if (cv_getfield(L, 2, "max_depth") != LUA_TNIL) {
+      lua_Number n = lua_tonumber(L, -1);
+      if (!(n >= 1 && n <= CV_JSON_DEPTH_MAX))
+        cv_error_raise(L, "usage", "max_depth must be 1..%d", CV_JSON_DEPTH_MAX);
+      e.max_depth = (int)n;
+    }
     if (cv_getfield(L, 2, "sort_keys") != LUA_TNIL)
       e.sort_keys = lua_toboolean(L, -1);
     lua_pop(L, 2);
   }
-  b = (Buffer *)lua_newuserdatauv(L, sizeof *b, 0);     /* slot 3 */
-  b->p = NULL;
-  b->len = b->cap = 0;
-  if (luaL_newmetatable(L, BOX_MT)) {
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  b = cv_buf_box(L);                                     /* slot 3 */
   luaL_getmetatable(L, CV_ARRAY_MT);                     /* slot 4 */
   e.b = b;
   encode_value(&e, 1, 0);
   lua_pushlstring(L, b->p, b->len);
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
+  cv_buf_free(b);
   return 1;
 }

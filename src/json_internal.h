@@ -5,17 +5,12 @@
 #ifndef CV_JSON_INTERNAL_H
 #define CV_JSON_INTERNAL_H
 
+#include <stdarg.h>
+
 #include "cv.h"
 
-#define CV_JSON_DEPTH      512
 #define CV_JSON_MAX_STRING ((size_t)64 << 20)
 #define CV_HINT_DEPTH      8              /* object/array size hints kept per depth */
-
-/* A growable byte buffer owned by a userdata, so a raised error frees it. */
-typedef struct cv_scratch {
-  char   *p;
-  size_t  cap;
-} cv_scratch;
 
 typedef struct cv_parser {
   lua_State   *L;
@@ -27,7 +22,7 @@ typedef struct cv_parser {
   size_t       max_string;
   int          big_string;  /* integers outside the exact range -> decimal text */
   int          array_mt;    /* absolute stack index of the array metatable */
-  cv_scratch  *scratch;
+  cv_buf      *scratch;     /* escaped strings, long numbers (owned by a userdata) */
   int         *obj_hint;    /* CV_HINT_DEPTH sizes of the last objects seen */
   int         *arr_hint;
 } cv_parser;
@@ -40,9 +35,7 @@ const char *cv_json_value(cv_parser *P, const char *p);
 
 /* Raise a "json" error object with field `offset` = the absolute offset of p. */
 int cv_json_error(cv_parser *P, const char *p, const char *fmt, ...);
-
-/* Reserve n bytes in a scratch buffer; NULL when out of memory. */
-char *cv_scratch_reserve(cv_scratch *s, size_t n);
+int cv_json_verror(cv_parser *P, const char *p, const char *fmt, va_list ap);
 
 static inline const char *cv_json_ws(const char *p, const char *end) {
   while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;

@@ -14,6 +14,7 @@
 ** inside libcurl's write callback. Problems found there are reported by
 ** the next cv_decoder_next.
 */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,23 +48,22 @@ struct cv_decoder {
   char       *path[MAX_PATH];
   size_t      pathlen[MAX_PATH];
   /* input */
-  char       *buf;
-  size_t      start, len, cap;             /* unconsumed bytes: buf[start, len) */
+  cv_buf      in;                          /* unconsumed bytes: in.p[start, in.len) */
+  size_t      start;
   uint64_t    off;                         /* document offset of buf[start] */
   uint64_t    fed;
   int         eof, feed_err, closed;
   /* envelope walk */
   int         state, level;                /* level: object depth on the path; -1 = bare array */
   int         on_path;                     /* levels [0, on_path) matched the path */
-  char       *key;                         /* the current member's key (decoded) */
-  size_t      keylen, keycap;
+  cv_buf      key;                         /* the current member's key (decoded) */
   int         env_ref, env_stale;
   uint64_t    count;
   /* a record (or envelope value) cut by the end of the buffer */
   size_t      scan_pos;                    /* bytes scanned from buf[start], 0 = none */
   int         scan_depth, scan_str, scan_scalar;
   /* parser state kept across records */
-  cv_scratch  scratch;
+  cv_buf      scratch;
   int         obj_hint[CV_HINT_DEPTH], arr_hint[CV_HINT_DEPTH];
 };
 
@@ -72,40 +72,28 @@ struct cv_decoder {
 int cv_decoder_feed(cv_decoder *d, const char *p, size_t n) {
   if (d->feed_err != FEED_OK || d->closed) return -1;
   if (d->max_body && d->fed + n > d->max_body) { d->feed_err = FEED_TOO_BIG; return -1; }
-  if (d->cap - d->len < n) {
-    if (d->start > 0) {                    /* compact first */
-      memmove(d->buf, d->buf + d->start, d->len - d->start);
-      d->len -= d->start;
-      d->start = 0;
-    }
-    if (d->cap - d->len < n) {
-      size_t cap = d->cap ? d->cap : 65536;
-      char *q;
-      while (cap - d->len < n) cap *= 2;
-      q = (char *)realloc(d->buf, cap);
-      if (q == NULL) { d->feed_err = FEED_OOM; return -1; }
-      d->buf = q;
-      d->cap = cap;
-    }
+  if (d->in.cap - d->in.len < n && d->start > 0) {      /* compact first */
+    memmove(d->in.p, d->in.p + d->start, d->in.len - d->start);
+    d->in.len -= d->start;
+    d->start = 0;
   }
-  memcpy(d->buf + d->len, p, n);
-  d->len += n;
+  if (cv_buf_add(&d->in, p, n) != 0) { d->feed_err = FEED_OOM; return -1; }
   d->fed += n;
   return 0;
 }
 
-size_t cv_decoder_pending(const cv_decoder *d) { return d->len - d->start; }
+size_t cv_decoder_pending(const cv_decoder *d) { return d->in.len - d->start; }
 void cv_decoder_eof(cv_decoder *d) { d->eof = 1; }
 uint64_t cv_decoder_count(const cv_decoder *d) { return d->count; }
 
 void cv_decoder_reset(cv_decoder *d) {
-  d->start = d->len = 0;
+  d->start = d->in.len = 0;
   d->off = d->fed = 0;
   d->eof = 0;
   d->feed_err = FEED_OK;
   d->state = ST_BEGIN;
   d->level = d->on_path = 0;
-  d->keylen = 0;
+  d->key.len = 0;
   d->count = 0;
   d->scan_pos = 0;
   d->env_stale = 1;
@@ -114,10 +102,9 @@ void cv_decoder_reset(cv_decoder *d) {
 /* The transfer feeding this decoder is gone: give its buffers back now
 ** rather than when the garbage collector gets to the userdata. */
 void cv_decoder_trim(cv_decoder *d) {
-  free(d->buf);
-  free(d->scratch.p);
-  d->buf = d->scratch.p = NULL;
-  d->cap = d->len = d->start = d->scratch.cap = 0;
+  cv_buf_free(&d->in);
+  cv_buf_free(&d->scratch);
+  d->start = 0;
   d->scan_pos = 0;
   d->eof = 1;
   if (d->state != ST_DONE) d->feed_err = FEED_CLOSED;   /* nothing more can be read */
@@ -127,8 +114,8 @@ void cv_decoder_trim(cv_decoder *d) {
 
 static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int mt_idx) {
   P->L = L;
-  P->base = d->buf + d->start;
-  P->end = d->buf + d->len;
+  P->base = d->in.p + d->start;
+  P->end = d->in.p + d->in.len;
   P->base_off = d->off;
   P->final = d->eof;
   P->depth = d->whole ? 0 : d->level + 1 + (d->state == ST_ARR_ITEM);
@@ -141,21 +128,24 @@ static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int mt_idx) {
   P->arr_hint = d->arr_hint;
 }
 
-static int fail(lua_State *L, cv_decoder *d, const char *at, const char *fmt, const char *arg) {
+/* Raise a "json" error at `at` (NULL: the first unconsumed byte). */
+static int fail(lua_State *L, cv_decoder *d, const char *at, const char *fmt, ...) {
   cv_parser P;
+  va_list ap;
   init_parser(L, d, &P, 0);
-  return cv_json_error(&P, at ? at : d->buf + d->start, fmt, arg);
+  va_start(ap, fmt);
+  return cv_json_verror(&P, at ? at : d->in.p + d->start, fmt, ap);
 }
 
 static void consume(cv_decoder *d, size_t n) {
   d->start += n;
   d->off += n;
-  if (d->start == d->len) d->start = d->len = 0;
+  if (d->start == d->in.len) d->start = d->in.len = 0;
 }
 
 /* Skip whitespace; returns the first other byte or -1 when none is buffered. */
 static int peek(cv_decoder *d) {
-  const char *p = d->buf + d->start, *e = d->buf + d->len;
+  const char *p = d->in.p + d->start, *e = d->in.p + d->in.len;
   const char *q = cv_json_ws(p, e);
   consume(d, (size_t)(q - p));
   return q < e ? (unsigned char)*q : -1;
@@ -165,8 +155,8 @@ static int peek(cv_decoder *d) {
 ** length when complete, 0 when more bytes are needed. Strings are scanned
 ** with memchr; nothing is validated here (the parser does that). */
 static int scan(lua_State *L, cv_decoder *d, size_t *ext) {
-  const char *b = d->buf + d->start;
-  size_t n = d->len - d->start, i = d->scan_pos;
+  const char *b = d->in.p + d->start;
+  size_t n = d->in.len - d->start, i = d->scan_pos;
   if (i == 0) {
     char c = b[0];
     d->scan_scalar = 0;
@@ -202,7 +192,7 @@ static int scan(lua_State *L, cv_decoder *d, size_t *ext) {
       case '"': d->scan_str = 1; break;
       case '{': case '[':
         if (++d->scan_depth > d->max_depth + 1)
-          fail(L, d, b + i - 1, "nesting deeper than max_depth%s", "");
+          fail(L, d, b + i - 1, "nesting deeper than max_depth");
         break;
       case '}': case ']':
         if (--d->scan_depth == 0) { *ext = i; d->scan_pos = 0; return 1; }
@@ -212,7 +202,7 @@ static int scan(lua_State *L, cv_decoder *d, size_t *ext) {
   }
   d->scan_pos = i;
   if (d->max_record && i > d->max_record)
-    fail(L, d, NULL, "record larger than max_record%s", "");
+    fail(L, d, NULL, "record larger than max_record");
   return 0;
 }
 
@@ -233,11 +223,11 @@ static int take_value(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
     lua_settop(L, top);                      /* cut short: find its end first */
   }
   if (!scan(L, d, &ext)) {
-    if (d->eof) fail(L, d, d->buf + d->len, "unexpected end of input%s", "");
+    if (d->eof) fail(L, d, d->in.p + d->in.len, "unexpected end of input");
     return 0;
   }
   if (d->max_record && ext > d->max_record)
-    fail(L, d, NULL, "record larger than max_record%s", "");
+    fail(L, d, NULL, "record larger than max_record");
   if (!skip) {
     init_parser(L, d, &P, mt_idx);
     P.end = P.base + ext;
@@ -258,21 +248,15 @@ static int take_key(lua_State *L, cv_decoder *d, int mt_idx) {
   const char *s;
   if (!take_value(L, d, 0, mt_idx)) return 0;
   s = lua_tolstring(L, -1, &n);
-  if (n + 1 > d->keycap) {
-    char *k = (char *)realloc(d->key, n + 1);
-    if (k == NULL) fail(L, d, NULL, "out of memory%s", "");
-    d->key = k;
-    d->keycap = n + 1;
-  }
-  memcpy(d->key, s, n);
-  d->keylen = n;
+  d->key.len = 0;
+  if (cv_buf_add(&d->key, s, n) != 0) cv_error_oom(L, "decoding an envelope key");
   lua_pop(L, 1);
   return 1;
 }
 
 static int key_is(cv_decoder *d, int level) {
-  return level < d->npath && d->keylen == d->pathlen[level]
-      && memcmp(d->key, d->path[level], d->keylen) == 0;
+  return level < d->npath && d->key.len == d->pathlen[level]
+      && memcmp(d->key.p, d->path[level], d->key.len) == 0;
 }
 
 /* The envelope table, (re)created when stale; pushed. */
@@ -301,7 +285,7 @@ static void set_env(lua_State *L, cv_decoder *d) {
     }
     lua_remove(L, -2);
   }
-  lua_pushlstring(L, d->key, d->keylen);
+  lua_pushlstring(L, d->key.p, d->key.len);
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 2);
@@ -325,19 +309,19 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         if (!d->eof) return CV_DEC_MORE;
         if (d->state == ST_TRAILING) { d->state = ST_DONE; return CV_DEC_DONE; }
         if (d->state == ST_BEGIN && d->fed == 0)
-          fail(L, d, NULL, "empty document (a JSON value expected)%s", "");
-        fail(L, d, NULL, "unexpected end of input%s", "");
+          fail(L, d, NULL, "empty document (a JSON value expected)");
+        fail(L, d, NULL, "unexpected end of input");
       }
     } else {
-      c = (unsigned char)d->buf[d->start];
+      c = (unsigned char)d->in.p[d->start];
     }
     switch (d->state) {
       case ST_BEGIN:
         if (d->whole) { d->state = ST_WHOLE; break; }
         if (c == '[') { consume(d, 1); d->level = -1; d->state = ST_ARR_FIRST; break; }
         if (c == '{' && d->npath > 0) { consume(d, 1); d->level = 0; d->state = ST_KEY_FIRST; break; }
-        fail(L, d, NULL, d->npath ? "a JSON object or array expected%s"
-                                  : "a JSON array of records expected%s", "");
+        fail(L, d, NULL, d->npath ? "a JSON object or array expected"
+                                  : "a JSON array of records expected");
         break;
       case ST_WHOLE:
         if (!take_value(L, d, skip, mt_idx)) return CV_DEC_MORE;
@@ -348,12 +332,12 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         if (c == '}') { consume(d, 1); close_container(d); break; }
         /* fall through */
       case ST_KEY:
-        if (c != '"') fail(L, d, NULL, "object key (a string) expected%s", "");
+        if (c != '"') fail(L, d, NULL, "object key (a string) expected");
         if (!take_key(L, d, mt_idx)) return CV_DEC_MORE;
         d->state = ST_COLON;
         break;
       case ST_COLON:
-        if (c != ':') fail(L, d, NULL, "':' expected after an object key%s", "");
+        if (c != ':') fail(L, d, NULL, "':' expected after an object key");
         consume(d, 1);
         d->state = ST_VALUE;
         break;
@@ -381,7 +365,7 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         consume(d, 1);
         if (c == ',') d->state = ST_KEY;
         else if (c == '}') close_container(d);
-        else fail(L, d, d->buf + d->start - 1, "',' or '}' expected in an object%s", "");
+        else fail(L, d, d->in.p + d->start - 1, "',' or '}' expected in an object");
         break;
       case ST_ARR_FIRST:
         if (c == ']') {
@@ -400,10 +384,10 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         consume(d, 1);
         if (c == ',') d->state = ST_ARR_ITEM;
         else if (c == ']') d->state = d->level < 0 ? ST_TRAILING : ST_OBJ_NEXT;
-        else fail(L, d, d->buf + d->start - 1, "',' or ']' expected after a record%s", "");
+        else fail(L, d, d->in.p + d->start - 1, "',' or ']' expected after a record");
         break;
       case ST_TRAILING:
-        fail(L, d, NULL, "unexpected data after the JSON value%s", "");
+        fail(L, d, NULL, "unexpected data after the JSON value");
         break;
       default:
         return CV_DEC_DONE;
@@ -414,10 +398,10 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
 static int next_or_skip(lua_State *L, cv_decoder *d, int skip) {
   int r, mt;
   if (d->closed) return cv_error_raise(L, "usage", "decoder is closed");
-  if (d->feed_err == FEED_OOM) fail(L, d, NULL, "out of memory buffering the body%s", "");
-  if (d->feed_err == FEED_TOO_BIG) fail(L, d, NULL, "body larger than max_body%s", "");
+  if (d->feed_err == FEED_OOM) cv_error_oom(L, "buffering the body");
+  if (d->feed_err == FEED_TOO_BIG) fail(L, d, NULL, "body larger than max_body");
   if (d->feed_err == FEED_CLOSED)
-    fail(L, d, NULL, "the transfer was closed before the body was complete%s", "");
+    fail(L, d, NULL, "the transfer was closed before the body was complete");
   luaL_getmetatable(L, CV_ARRAY_MT);
   mt = lua_gettop(L);
   r = step(L, d, skip, mt);
@@ -445,13 +429,12 @@ static cv_decoder *check_open(lua_State *L) {
 
 static void release(cv_decoder *d) {
   int i;
-  free(d->buf);
-  free(d->key);
-  free(d->scratch.p);
+  cv_buf_free(&d->in);
+  cv_buf_free(&d->key);
+  cv_buf_free(&d->scratch);
   for (i = 0; i < d->npath; i++) free(d->path[i]);
-  d->buf = d->key = d->scratch.p = NULL;
   d->npath = 0;
-  d->cap = d->len = d->start = d->keycap = d->scratch.cap = 0;
+  d->start = 0;
   d->closed = 1;
 }
 
@@ -498,7 +481,7 @@ cv_decoder *cv_decoder_new(lua_State *L, int opts) {
       if (n == 0 || d->npath == MAX_PATH)
         cv_error_raise(L, "usage", "bad records path '%s'", records);
       d->path[d->npath] = (char *)malloc(n + 1);
-      if (d->path[d->npath] == NULL) cv_error_raise(L, "usage", "out of memory");
+      if (d->path[d->npath] == NULL) cv_error_oom(L, "reading the records path");
       memcpy(d->path[d->npath], p, n);
       d->path[d->npath][n] = '\0';
       d->pathlen[d->npath++] = n;

@@ -1,5 +1,5 @@
 /*
-** paging.c -- the paging state machine (converse.Paging), sans I/O.
+** paging.c -- the paging state machine (converse.cv_paging), sans I/O.
 **
 ** It never sees a socket: the pager driving a transport asks it which page
 ** to request next (`want`), tells it what each page's envelope said
@@ -20,18 +20,18 @@
 
 #include "cv.h"
 
-#define PAGING_MT  "converse.Paging"
+#define PAGING_MT  "converse.cv_paging"
 
 enum { S_PAGE, S_CURSOR, S_NONE, S_AUTO };
 
 /* A set of byte strings: cursors and first-record fingerprints seen. */
-typedef struct StrSet {
+typedef struct cv_strset {
   char    **item;
   size_t   *len;
   size_t    n, cap;           /* cap is a power of two (or 0) */
-} StrSet;
+} cv_strset;
 
-typedef struct Paging {
+typedef struct cv_paging {
   int        style, concurrency, has_total_field, short_stops, closed;
   long long  first_page, next_number, page_size, max_pages, total;   /* total 0 = unknown */
   long long  issued, finished;
@@ -40,8 +40,8 @@ typedef struct Paging {
   char      *cursor;          /* next cursor (NULL: none / first page) */
   size_t     cursor_len;
   int        last, more;      /* auto: the envelope of the oldest page said so */
-  StrSet     cursors, firsts;
-} Paging;
+  cv_strset     cursors, firsts;
+} cv_paging;
 
 /* ---- string set -------------------------------------------------------- */
 
@@ -51,7 +51,7 @@ static size_t hash_bytes(const char *s, size_t n) {
   return h;
 }
 
-static void set_free(StrSet *s) {
+static void set_free(cv_strset *s) {
   size_t i;
   for (i = 0; i < s->cap; i++) free(s->item[i]);
   free(s->item);
@@ -60,11 +60,11 @@ static void set_free(StrSet *s) {
 }
 
 /* 1 if present; else inserts it and returns 0; -1 when out of memory. */
-static int set_add(StrSet *s, const char *str, size_t n) {
+static int set_add(cv_strset *s, const char *str, size_t n) {
   size_t i, mask;
   char *copy;
   if ((s->n + 1) * 2 > s->cap) {
-    StrSet g;
+    cv_strset g;
     size_t cap = s->cap ? s->cap * 2 : 16;
     g.item = (char **)calloc(cap, sizeof *g.item);
     g.len = (size_t *)calloc(cap, sizeof *g.len);
@@ -98,17 +98,17 @@ static int set_add(StrSet *s, const char *str, size_t n) {
 
 /* ---- the machine ------------------------------------------------------- */
 
-static Paging *check_paging(lua_State *L) {
-  Paging *p = (Paging *)luaL_checkudata(L, 1, PAGING_MT);
+static cv_paging *check_paging(lua_State *L) {
+  cv_paging *p = (cv_paging *)luaL_checkudata(L, 1, PAGING_MT);
   if (p->closed) cv_error_raise(L, "usage", "paging state is closed");
   return p;
 }
 
-static long long in_flight(const Paging *p) { return p->issued - p->finished; }
+static long long in_flight(const cv_paging *p) { return p->issued - p->finished; }
 
-static int set_cursor(lua_State *L, Paging *p, const char *c, size_t n) {
+static int set_cursor(lua_State *L, cv_paging *p, const char *c, size_t n) {
   char *copy = (char *)malloc(n + 1);
-  if (copy == NULL) return cv_error_raise(L, "usage", "out of memory");
+  if (copy == NULL) return cv_error_oom(L, "in the paging state");
   memcpy(copy, c, n);
   copy[n] = '\0';
   free(p->cursor);
@@ -119,7 +119,7 @@ static int set_cursor(lua_State *L, Paging *p, const char *c, size_t n) {
 
 /* ps:want() -> "page", n | "cursor", c_or_nil | nil (nothing to start now) */
 static int paging_want(lua_State *L) {
-  Paging *p = check_paging(L);
+  cv_paging *p = check_paging(L);
   long long window;
   if (p->stopped || (p->max_pages && p->issued >= p->max_pages)) return 0;
   switch (p->style) {
@@ -164,7 +164,7 @@ static int paging_want(lua_State *L) {
 /* ps:learn{ cursor=, total=, has_more=, bare= } for the oldest page in flight.
 ** Returns nil, or "REPEATED_CURSOR" when the cursor was seen before. */
 static int paging_learn(lua_State *L) {
-  Paging *p = check_paging(L);
+  cv_paging *p = check_paging(L);
   size_t n = 0;
   const char *c = NULL;
   int has_more = -1, bare;
@@ -187,7 +187,7 @@ static int paging_learn(lua_State *L) {
       return 0;
     }
     seen = set_add(&p->cursors, c, n);
-    if (seen < 0) return cv_error_raise(L, "usage", "out of memory");
+    if (seen < 0) return cv_error_oom(L, "in the paging state");
     if (seen) { lua_pushliteral(L, "REPEATED_CURSOR"); return 1; }
     set_cursor(L, p, c, n);
     p->cursor_ready = 1;
@@ -209,11 +209,11 @@ static int paging_learn(lua_State *L) {
 
 /* ps:first(fingerprint) -> true when a page started with this record before */
 static int paging_first(lua_State *L) {
-  Paging *p = check_paging(L);
+  cv_paging *p = check_paging(L);
   size_t n;
   const char *fp = luaL_checklstring(L, 2, &n);
   int seen = set_add(&p->firsts, fp, n);
-  if (seen < 0) return cv_error_raise(L, "usage", "out of memory");
+  if (seen < 0) return cv_error_oom(L, "in the paging state");
   lua_pushboolean(L, seen);
   return 1;
 }
@@ -221,7 +221,7 @@ static int paging_first(lua_State *L) {
 /* ps:finish(number_or_nil, count) -> true when iteration is over (drop the
 ** pages still in flight) */
 static int paging_finish(lua_State *L) {
-  Paging *p = check_paging(L);
+  cv_paging *p = check_paging(L);
   lua_Integer number = luaL_optinteger(L, 2, 0);
   lua_Integer count = luaL_checkinteger(L, 3);
   int shrt = p->short_stops && p->page_size > 0 && count < p->page_size;
@@ -248,14 +248,14 @@ static int paging_finish(lua_State *L) {
 
 /* ps:stop(): no more requests (the consumer stopped or failed) */
 static int paging_stop(lua_State *L) {
-  Paging *p = check_paging(L);
+  cv_paging *p = check_paging(L);
   p->stopped = 1;
   return 0;
 }
 
 /* ps:state() -> { issued=, finished=, total=, stopped=, cursor= } (for tests) */
 static int paging_state(lua_State *L) {
-  Paging *p = check_paging(L);
+  cv_paging *p = check_paging(L);
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)p->issued);   lua_setfield(L, -2, "issued");
   lua_pushinteger(L, (lua_Integer)p->finished); lua_setfield(L, -2, "finished");
@@ -266,7 +266,7 @@ static int paging_state(lua_State *L) {
 }
 
 static int paging_close(lua_State *L) {
-  Paging *p = (Paging *)luaL_checkudata(L, 1, PAGING_MT);
+  cv_paging *p = (cv_paging *)luaL_checkudata(L, 1, PAGING_MT);
   if (p->closed) return 0;
   p->closed = 1;
   free(p->cursor);
@@ -277,8 +277,8 @@ static int paging_close(lua_State *L) {
 }
 
 static int paging_tostring(lua_State *L) {
-  Paging *p = (Paging *)luaL_checkudata(L, 1, PAGING_MT);
-  lua_pushfstring(L, "converse.Paging (%d pages requested%s)", (int)p->issued,
+  cv_paging *p = (cv_paging *)luaL_checkudata(L, 1, PAGING_MT);
+  lua_pushfstring(L, "converse.cv_paging (%d pages requested%s)", (int)p->issued,
                   p->stopped ? ", stopped" : "");
   return 1;
 }
@@ -299,14 +299,14 @@ static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer dflt, lua_In
 **              max_pages=, cursor=, total_field= } */
 static int paging_new(lua_State *L) {
   static const char *const styles[] = { "page", "cursor", "none", "auto", NULL };
-  Paging *p;
+  cv_paging *p;
   int style;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   cv_getfield(L, 1, "style");
   style = luaL_checkoption(L, 2, "page", styles);
   lua_pop(L, 1);
-  p = (Paging *)lua_newuserdatauv(L, sizeof *p, 0);                 /* 2 */
+  p = (cv_paging *)lua_newuserdatauv(L, sizeof *p, 0);                 /* 2 */
   memset(p, 0, sizeof *p);
   p->closed = 1;                               /* until fully set up */
   luaL_setmetatable(L, PAGING_MT);

@@ -15,7 +15,7 @@
 
 #include "cv.h"
 
-#define LIMITER_MT  "converse.Limiter"
+#define LIMITER_MT  "converse.cv_limiter"
 
 /* core.now() -> monotonic seconds */
 static int policy_now(lua_State *L) {
@@ -103,24 +103,24 @@ static int policy_reset_after(lua_State *L) {
 ** alignment: a request may start only when the limit-th previous start is
 ** at least `window` old. Stricter than a token bucket with a burst, which
 ** can put limit+1 requests into one sliding window. */
-typedef struct {
+typedef struct cv_limiter {
   int     limit, head, count;
   double  window, paused_until;
   double  ring[1];                 /* limit entries */
-} Limiter;
+} cv_limiter;
 
-static Limiter *check_limiter(lua_State *L) {
-  return (Limiter *)luaL_checkudata(L, 1, LIMITER_MT);
+static cv_limiter *check_limiter(lua_State *L) {
+  return (cv_limiter *)luaL_checkudata(L, 1, LIMITER_MT);
 }
 
 /* core.limiter(limit, window_seconds) */
 static int limiter_new(lua_State *L) {
   lua_Integer limit = luaL_checkinteger(L, 1);
   lua_Number window = luaL_checknumber(L, 2);
-  Limiter *lim;
+  cv_limiter *lim;
   if (limit < 1 || limit > 1000000 || !(window > 0))
     return cv_error_raise(L, "usage", "rate limit must be at least 1 request per positive window");
-  lim = (Limiter *)lua_newuserdatauv(L, sizeof *lim + (size_t)(limit - 1) * sizeof(double), 0);
+  lim = (cv_limiter *)lua_newuserdatauv(L, sizeof *lim + (size_t)(limit - 1) * sizeof(double), 0);
   lim->limit = (int)limit;
   lim->head = lim->count = 0;
   lim->window = window;
@@ -132,7 +132,7 @@ static int limiter_new(lua_State *L) {
 /* lim:take(now) -> 0 when a request may start now (and it is counted),
 ** else the seconds to wait before asking again. */
 static int limiter_take(lua_State *L) {
-  Limiter *lim = check_limiter(L);
+  cv_limiter *lim = check_limiter(L);
   double now = luaL_checknumber(L, 2);
   if (lim->paused_until > now) {
     lua_pushnumber(L, lim->paused_until - now);
@@ -156,15 +156,15 @@ static int limiter_take(lua_State *L) {
 
 /* lim:pause_until(t): no request before monotonic time t (after a 429) */
 static int limiter_pause(lua_State *L) {
-  Limiter *lim = check_limiter(L);
+  cv_limiter *lim = check_limiter(L);
   double until = luaL_checknumber(L, 2);
   if (until > lim->paused_until) lim->paused_until = until;
   return 0;
 }
 
 static int limiter_tostring(lua_State *L) {
-  Limiter *lim = check_limiter(L);
-  lua_pushfstring(L, "converse.Limiter (%d per %f s)", lim->limit, lim->window);
+  cv_limiter *lim = check_limiter(L);
+  lua_pushfstring(L, "converse.cv_limiter (%d per %f s)", lim->limit, lim->window);
   return 1;
 }
 

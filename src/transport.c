@@ -1,21 +1,21 @@
 /*
 ** transport.c -- moving bytes with libcurl's multi interface.
 **
-** A Transport owns one CURLM handle (connection, DNS and TLS session reuse
-** for every request of a client). A Transfer is one HTTP request on it.
+** A cv_transport owns one CURLM handle (connection, DNS and TLS session reuse
+** for every request of a client). A cv_transfer is one HTTP request on it.
 ** Response bodies with a 2xx status go straight from libcurl's write
-** callback into the Transfer's streaming JSON decoder; Lua pulls records
+** callback into the cv_transfer's streaming JSON decoder; Lua pulls records
 ** from the decoder and the multi handle is driven only while the decoder
 ** needs more bytes. Other bodies (errors) are kept, capped, as raw text.
 **
 ** Invariants:
 ** - libcurl callbacks never touch a lua_State, so no Lua error can longjmp
-**   through a libcurl frame. Errors found there are stashed in the Transfer
+**   through a libcurl frame. Errors found there are stashed in the cv_transfer
 **   and reported by the Lua-facing method that drives the transfer.
 ** - Redirects are not followed here: Lua decides where credentials may go.
-** - A Transfer pauses itself (CURL_WRITEFUNC_PAUSE) when its decoder holds
+** - A cv_transfer pauses itself (CURL_WRITEFUNC_PAUSE) when its decoder holds
 **   more than HIGH_WATER unread bytes, so memory is bounded by the consumer.
-** - Transport and Transfers link to each other; closing either is safe in
+** - cv_transport and Transfers link to each other; closing either is safe in
 **   any order, and closing twice is a no-op (__gc and __close share it).
 */
 #include <stdlib.h>
@@ -26,31 +26,29 @@
 
 #include "cv.h"
 
-#define TRANSPORT_MT   "converse.Transport"
-#define TRANSFER_MT    "converse.Transfer"
+#define TRANSPORT_MT   "converse.cv_transport"
+#define TRANSFER_MT    "converse.cv_transfer"
 
 #define HIGH_WATER     (4u << 20)     /* pause the transfer above this */
 #define LOW_WATER      (1u << 20)     /* and resume below this */
 #define RAW_CAP        (64u << 10)    /* error bodies kept up to this size */
 
-typedef struct Transfer Transfer;
+typedef struct cv_transfer cv_transfer;
 
-typedef struct Transport {
+typedef struct cv_transport {
   CURLM    *multi;
-  Transfer *transfers;                /* live transfers, linked */
+  cv_transfer *transfers;                /* live transfers, linked */
   long      timeout_ms, connect_ms, low_speed_time;
   int       insecure, verbose;
   char     *ca_file, *user_agent;
-} Transport;
-
-typedef struct Buf { char *p; size_t len, cap; } Buf;
+} cv_transport;
 
 enum { T_RUNNING, T_DONE, T_CLOSED };
 
-struct Transfer {
+struct cv_transfer {
   CURL        *easy;
-  Transport   *tr;
-  Transfer    *next, *prev;
+  cv_transport   *tr;
+  cv_transfer    *next, *prev;
   int          tr_ref, dec_ref;       /* registry refs keeping owners alive */
   cv_decoder  *dec;                   /* NULL: body kept raw */
   struct curl_slist *headers;
@@ -60,42 +58,20 @@ struct Transfer {
   int          headers_done, paused, oom;
   size_t       raw_cap;
   uint64_t     bytes;                 /* body bytes received */
-  Buf          head, raw;             /* header lines, raw body */
+  cv_buf       head, raw;             /* header lines, raw body */
   char         errbuf[CURL_ERROR_SIZE];
 };
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static int buf_add(Buf *b, const char *p, size_t n, size_t cap) {
-  if (b->len + n > cap) return -1;
-  if (b->cap - b->len < n) {
-    size_t nc = b->cap ? b->cap : 512;
-    char *q;
-    while (nc - b->len < n) nc *= 2;
-    q = (char *)realloc(b->p, nc);
-    if (q == NULL) return -1;
-    b->p = q;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  return 0;
-}
-
-static void buf_free(Buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-static Transport *check_transport(lua_State *L, int idx) {
-  Transport *tr = (Transport *)luaL_checkudata(L, idx, TRANSPORT_MT);
+static cv_transport *check_transport(lua_State *L, int idx) {
+  cv_transport *tr = (cv_transport *)luaL_checkudata(L, idx, TRANSPORT_MT);
   if (tr->multi == NULL) cv_error_raise(L, "usage", "transport is closed");
   return tr;
 }
 
-static Transfer *check_transfer(lua_State *L, int idx) {
-  Transfer *t = (Transfer *)luaL_checkudata(L, idx, TRANSFER_MT);
+static cv_transfer *check_transfer(lua_State *L, int idx) {
+  cv_transfer *t = (cv_transfer *)luaL_checkudata(L, idx, TRANSFER_MT);
   if (t->state == T_CLOSED) cv_error_raise(L, "usage", "transfer is closed");
   return t;
 }
@@ -114,7 +90,7 @@ static char *opt_str(lua_State *L, int idx, const char *key) {
   char *s = NULL;
   if (cv_getfield(L, idx, key) == LUA_TSTRING) {
     s = strdup(lua_tostring(L, -1));
-    if (s == NULL) { lua_pop(L, 1); cv_error_raise(L, "usage", "out of memory"); }
+    if (s == NULL) { lua_pop(L, 1); cv_error_oom(L, "copying an option"); }
   }
   lua_pop(L, 1);
   return s;
@@ -123,7 +99,7 @@ static char *opt_str(lua_State *L, int idx, const char *key) {
 /* ---- libcurl callbacks (no Lua here) ----------------------------------- */
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-  Transfer *t = (Transfer *)ud;
+  cv_transfer *t = (cv_transfer *)ud;
   size_t len = size * n;
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {       /* a new response */
     const char *sp = memchr(p, ' ', len);
@@ -136,12 +112,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     if (t->status >= 200) t->headers_done = 1;       /* 1xx: another follows */
     return len;
   }
-  if (buf_add(&t->head, p, len, 1u << 20) != 0) return 0;
+  if (t->head.len + len > (1u << 20) || cv_buf_add(&t->head, p, len) != 0) return 0;
   return len;
 }
 
 static size_t on_write(char *p, size_t size, size_t n, void *ud) {
-  Transfer *t = (Transfer *)ud;
+  cv_transfer *t = (cv_transfer *)ud;
   size_t len = size * n;
   int ok = t->status >= 200 && t->status < 300;
   if (ok && t->dec != NULL) {
@@ -152,7 +128,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
     if (cv_decoder_feed(t->dec, p, len) != 0) return 0;   /* reported by next() */
   } else if (t->raw.len < t->raw_cap) {
     size_t room = t->raw_cap - t->raw.len;
-    if (buf_add(&t->raw, p, len < room ? len : room, t->raw_cap) != 0) {
+    if (cv_buf_add(&t->raw, p, len < room ? len : room) != 0) {
       t->oom = 1;
       return 0;
     }
@@ -166,11 +142,11 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
 
 /* ---- driving the multi handle ------------------------------------------ */
 
-static void finish_messages(Transport *tr) {
+static void finish_messages(cv_transport *tr) {
   CURLMsg *m;
   int left;
   while ((m = curl_multi_info_read(tr->multi, &left)) != NULL) {
-    Transfer *t = NULL;
+    cv_transfer *t = NULL;
     if (m->msg != CURLMSG_DONE) continue;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     if (t == NULL || t->state != T_RUNNING) continue;
@@ -181,7 +157,7 @@ static void finish_messages(Transport *tr) {
 }
 
 /* One round: wait up to wait_ms for activity, then let libcurl work. */
-static void drive(Transport *tr, int wait_ms) {
+static void drive(cv_transport *tr, int wait_ms) {
   int running = 0;
   curl_multi_perform(tr->multi, &running);
   finish_messages(tr);
@@ -192,7 +168,7 @@ static void drive(Transport *tr, int wait_ms) {
   }
 }
 
-static void resume_if_drained(Transfer *t) {
+static void resume_if_drained(cv_transfer *t) {
   if (t->paused && t->state == T_RUNNING && cv_decoder_pending(t->dec) < LOW_WATER) {
     t->paused = 0;
     curl_easy_pause(t->easy, CURLPAUSE_CONT);   /* may call on_write at once */
@@ -216,7 +192,7 @@ static int permanent(CURLcode rc) {
 }
 
 /* Pushes nil, kind, message, permanent for a failed transfer; returns 4. */
-static int push_failure(lua_State *L, Transfer *t) {
+static int push_failure(lua_State *L, cv_transfer *t) {
   const char *msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
   lua_pushnil(L);
   if (t->oom) {
@@ -234,11 +210,11 @@ static int push_failure(lua_State *L, Transfer *t) {
   return 4;
 }
 
-/* ---- Transfer ---------------------------------------------------------- */
+/* ---- cv_transfer ---------------------------------------------------------- */
 
 /* Detach from the transport and free libcurl state; refs are dropped by
 ** transfer_close, which has a lua_State. */
-static void transfer_release(Transfer *t) {
+static void transfer_release(cv_transfer *t) {
   if (t->state == T_CLOSED) return;
   t->state = T_CLOSED;
   if (t->tr != NULL) {
@@ -251,14 +227,14 @@ static void transfer_release(Transfer *t) {
   t->easy = NULL;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
-  buf_free(&t->head);
-  buf_free(&t->raw);
+  cv_buf_free(&t->head);
+  cv_buf_free(&t->raw);
   if (t->dec != NULL) cv_decoder_trim(t->dec);
   t->dec = NULL;
 }
 
 static int transfer_close(lua_State *L) {
-  Transfer *t = (Transfer *)luaL_checkudata(L, 1, TRANSFER_MT);
+  cv_transfer *t = (cv_transfer *)luaL_checkudata(L, 1, TRANSFER_MT);
   transfer_release(t);
   luaL_unref(L, LUA_REGISTRYINDEX, t->dec_ref);     /* no-op on LUA_NOREF */
   luaL_unref(L, LUA_REGISTRYINDEX, t->tr_ref);
@@ -268,7 +244,7 @@ static int transfer_close(lua_State *L) {
 
 /* t:headers() -> status, {name=value} | nil, kind, message */
 static int transfer_headers(lua_State *L) {
-  Transfer *t = check_transfer(L, 1);
+  cv_transfer *t = check_transfer(L, 1);
   const char *p, *end;
   while (!t->headers_done && t->state == T_RUNNING) drive(t->tr, 1000);
   if (!t->headers_done) return push_failure(L, t);
@@ -309,7 +285,7 @@ static int transfer_headers(lua_State *L) {
 ** Records already in the decoder are handed out before a transport failure
 ** is reported, so a retried page skips as few records as possible. */
 static int transfer_next(lua_State *L) {
-  Transfer *t = check_transfer(L, 1);
+  cv_transfer *t = check_transfer(L, 1);
   int skip = lua_toboolean(L, 2);
   for (;;) {
     int json = t->dec != NULL && t->headers_done && t->status >= 200 && t->status < 300;
@@ -340,7 +316,7 @@ static int transfer_next(lua_State *L) {
 
 /* t:body() -> raw body text (after completion) | nil, kind, message */
 static int transfer_body(lua_State *L) {
-  Transfer *t = check_transfer(L, 1);
+  cv_transfer *t = check_transfer(L, 1);
   while (t->state == T_RUNNING) {
     if (t->dec != NULL) resume_if_drained(t);
     drive(t->tr, 1000);
@@ -352,7 +328,7 @@ static int transfer_body(lua_State *L) {
 
 /* t:envelope() -> table of the top-level fields around the records */
 static int transfer_envelope(lua_State *L) {
-  Transfer *t = check_transfer(L, 1);
+  cv_transfer *t = check_transfer(L, 1);
   if (t->dec == NULL) { lua_newtable(L); return 1; }
   cv_decoder_push_envelope(L, t->dec);
   return 1;
@@ -360,7 +336,7 @@ static int transfer_envelope(lua_State *L) {
 
 /* t:done() -> true once every byte has arrived (or the transfer failed) */
 static int transfer_done(lua_State *L) {
-  Transfer *t = check_transfer(L, 1);
+  cv_transfer *t = check_transfer(L, 1);
   if (t->state == T_RUNNING) drive(t->tr, 0);
   lua_pushboolean(L, t->state == T_DONE);
   return 1;
@@ -368,7 +344,7 @@ static int transfer_done(lua_State *L) {
 
 /* t:info() -> { status, bytes, connects, count, local_port, time, http_version, done } */
 static int transfer_info(lua_State *L) {
-  Transfer *t = check_transfer(L, 1);
+  cv_transfer *t = check_transfer(L, 1);
   long connects = 0, port = 0, version = 0;
   double total = 0;
   curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
@@ -389,18 +365,18 @@ static int transfer_info(lua_State *L) {
 }
 
 static int transfer_tostring(lua_State *L) {
-  Transfer *t = (Transfer *)luaL_checkudata(L, 1, TRANSFER_MT);
-  lua_pushfstring(L, "converse.Transfer (%s)",
+  cv_transfer *t = (cv_transfer *)luaL_checkudata(L, 1, TRANSFER_MT);
+  lua_pushfstring(L, "converse.cv_transfer (%s)",
                   t->state == T_CLOSED ? "closed" : t->state == T_DONE ? "done" : "running");
   return 1;
 }
 
-/* ---- Transport --------------------------------------------------------- */
+/* ---- cv_transport --------------------------------------------------------- */
 
 /* tr:request{ method=, url=, headers={"K: V",...}, body=, decoder=, max_body= } */
 static int transport_request(lua_State *L) {
-  Transport *tr = check_transport(L, 1);
-  Transfer *t;
+  cv_transport *tr = check_transport(L, 1);
+  cv_transfer *t;
   const char *method, *url;
   size_t body_len = 0;
   const char *body = NULL;
@@ -414,7 +390,7 @@ static int transport_request(lua_State *L) {
   if (!lua_isnil(L, -1)) body = luaL_checklstring(L, -1, &body_len);
   /* stack: 3 method, 4 url, 5 body */
 
-  t = (Transfer *)lua_newuserdatauv(L, sizeof *t, 0);             /* 6 */
+  t = (cv_transfer *)lua_newuserdatauv(L, sizeof *t, 0);             /* 6 */
   memset(t, 0, sizeof *t);
   t->state = T_CLOSED;                     /* "closed" until fully set up */
   t->dec_ref = t->tr_ref = LUA_NOREF;
@@ -442,7 +418,7 @@ static int transport_request(lua_State *L) {
       struct curl_slist *s;
       lua_rawgeti(L, -1, i);
       s = curl_slist_append(t->headers, luaL_checkstring(L, -1));
-      if (s == NULL) return cv_error_raise(L, "network", "out of memory");
+      if (s == NULL) return cv_error_oom(L, "building request headers");
       t->headers = s;
       lua_pop(L, 1);
     }
@@ -501,7 +477,7 @@ static int transport_request(lua_State *L) {
 
 /* tr:wait(seconds): let every transfer progress for that long. */
 static int transport_wait(lua_State *L) {
-  Transport *tr = check_transport(L, 1);
+  cv_transport *tr = check_transport(L, 1);
   lua_Number secs = luaL_checknumber(L, 2);
   struct timespec now, end;
   clock_gettime(CLOCK_MONOTONIC, &end);
@@ -523,7 +499,7 @@ static int transport_wait(lua_State *L) {
 }
 
 static int transport_close(lua_State *L) {
-  Transport *tr = (Transport *)luaL_checkudata(L, 1, TRANSPORT_MT);
+  cv_transport *tr = (cv_transport *)luaL_checkudata(L, 1, TRANSPORT_MT);
   while (tr->transfers != NULL) transfer_release(tr->transfers);
   if (tr->multi) curl_multi_cleanup(tr->multi);
   tr->multi = NULL;
@@ -534,18 +510,18 @@ static int transport_close(lua_State *L) {
 }
 
 static int transport_tostring(lua_State *L) {
-  Transport *tr = (Transport *)luaL_checkudata(L, 1, TRANSPORT_MT);
-  lua_pushfstring(L, "converse.Transport (%s)", tr->multi ? "open" : "closed");
+  cv_transport *tr = (cv_transport *)luaL_checkudata(L, 1, TRANSPORT_MT);
+  lua_pushfstring(L, "converse.cv_transport (%s)", tr->multi ? "open" : "closed");
   return 1;
 }
 
 /* core.transport{ timeout=, connect_timeout=, low_speed_time=, ca_file=,
 **                 insecure=, user_agent=, verbose= } */
 static int transport_new(lua_State *L) {
-  Transport *tr;
+  cv_transport *tr;
   if (lua_isnoneornil(L, 1)) { lua_settop(L, 0); lua_newtable(L); }
   luaL_checktype(L, 1, LUA_TTABLE);
-  tr = (Transport *)lua_newuserdatauv(L, sizeof *tr, 0);
+  tr = (cv_transport *)lua_newuserdatauv(L, sizeof *tr, 0);
   memset(tr, 0, sizeof *tr);                 /* "closed" until multi exists */
   luaL_setmetatable(L, TRANSPORT_MT);
   tr->timeout_ms = opt_ms(L, 1, "timeout", 0);
