@@ -1,7 +1,8 @@
 # converse -- build, test, bench.
 #   make                 build build/lua5.4/converse/core.so
 #   make LUA=luajit      build build/luajit/converse/core.so (OpenResty's LuaJIT 2.1)
-#   make test            install deps if missing, build both, run the spec suite on both
+#   make LUA=lua5.1      likewise for lua5.1, lua5.2, lua5.3 (build/<abi>/)
+#   make test            install deps if missing, build every Lua, run the spec suite on each
 #   make demo            run the demo
 #   make asan            spec suite under AddressSanitizer + UBSan (Lua 5.4)
 #   make valgrind        spec suite under valgrind (Lua 5.4)
@@ -10,15 +11,18 @@
 # LuaRocks passes CFLAGS, LIBFLAG, LUA_INCDIR, INST_LIBDIR, INST_LUADIR.
 
 LUA        ?= lua5.4
-ifeq ($(LUA),luajit)
+LUA_NAME   := $(notdir $(LUA))
+ifneq ($(filter luajit%,$(LUA_NAME)),)
 LUA_INCDIR ?= /usr/include/luajit-2.1
-LUA_NAME    = luajit
 else
-LUA_INCDIR ?= /usr/include/lua5.4
-LUA_NAME    = lua5.4
+LUA_INCDIR ?= /usr/include/$(LUA_NAME)
 endif
-
-BUILD      ?= build/$(LUA_NAME)
+# The build directory is named after the Lua ABI read from the headers
+# (lua5.1 ... lua5.4, luajit), so objects of one Lua never mix with another's.
+LUA_ABI    := $(if $(wildcard $(LUA_INCDIR)/luajit.h),luajit,$(shell sed -n \
+              's/^\#define LUA_VERSION_NUM[^0-9]*\([0-9]\)0\([0-9]\).*/lua\1.\2/p' $(LUA_INCDIR)/lua.h 2>/dev/null))
+BUILD_PREFIX ?=
+BUILD      ?= build/$(BUILD_PREFIX)$(or $(LUA_ABI),$(LUA_NAME))
 CFLAGS     ?= -O2 -g
 LIBFLAG    ?= -shared
 CURL_INCDIR ?= /usr/include
@@ -37,7 +41,7 @@ INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
 INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
-.PHONY: all both deps test ci demo asan valgrind bench bench-json fuzz install clean
+.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json fuzz install clean
 
 all: $(CORE)
 
@@ -49,15 +53,19 @@ $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
+LUAS ?= lua5.4 luajit lua5.1 lua5.2 lua5.3
+
+all-luas:
+	@for l in $(LUAS); do $(MAKE) --no-print-directory LUA=$$l || exit 1; done
+
 both:
-	$(MAKE) LUA=lua5.4
-	$(MAKE) LUA=luajit
+	$(MAKE) LUAS="lua5.4 luajit" all-luas
 
 deps:
 	@scripts/deps.sh
 
-test: deps both
-	@scripts/test.sh
+test: deps all-luas
+	@LUAS="$(LUAS)" scripts/test.sh
 
 ci: test
 
@@ -83,7 +91,7 @@ bench-json: deps both
 FUZZ_SECONDS ?= 120
 fuzz:
 	@mkdir -p build/fuzz/corpus
-	@for f in ../shared/jsontestsuite/test_parsing/y_*.json; do \
+	@for f in spec/fixtures/jsontestsuite/test_parsing/y_*.json; do \
 	  [ -f "$$f" ] && { printf '\003'; cat "$$f"; } > build/fuzz/corpus/$$(basename $$f); done; true
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
 	  src/*.c fuzz/json_fuzz.c -llua5.4 -lcurl -lm -o build/fuzz/json_fuzz

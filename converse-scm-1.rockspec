@@ -25,17 +25,20 @@ external_dependencies = {
 build = {
    type = "make",
    build_variables = {
+      LUA = "$(LUA)",
       CFLAGS = "$(CFLAGS)",
       LIBFLAG = "$(LIBFLAG)",
       LUA_INCDIR = "$(LUA_INCDIR)",
       CURL_INCDIR = "$(CURL_INCDIR)",
       CURL_LIBDIR = "$(CURL_LIBDIR)",
-      BUILD = "build/rock",
+      BUILD_PREFIX = "rock-",
    },
    install_variables = {
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
       INST_BINDIR = "$(BINDIR)",
-      BUILD = "build/rock",
+      LUA = "$(LUA)",
+      LUA_INCDIR = "$(LUA_INCDIR)",
+      BUILD_PREFIX = "rock-",
    },
 }

@@ -2,9 +2,10 @@
 # Install what converse needs from Debian's packages, once. Quick no-op when
 # everything is already there.
 set -e
-PKGS="lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev libcurl4-openssl-dev curl
-lua-cjson lua-busted lua-socket luarocks nginx-light libnginx-mod-http-lua
-lua-resty-core gcc make python3 valgrind openssl"
+PKGS="lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua5.1 liblua5.1-0-dev
+lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev libcurl4-openssl-dev zlib1g-dev curl
+lua-cjson lua-busted lua-socket lua-argparse lua-sql-sqlite3 luarocks
+nginx-light libnginx-mod-http-lua lua-resty-core gcc make python3 valgrind openssl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Run the busted spec suite under Lua 5.4 and LuaJIT and print one closing
-# line "N passed, M failed" (busted successes vs failures + errors, both runs).
-#   scripts/test.sh              both Lua versions, normal build
+# Run the busted spec suite under every Lua the rockspec claims (5.4, LuaJIT,
+# 5.1, 5.2, 5.3) and print one closing line "N passed, M failed" (busted
+# successes vs failures + errors, all runs added up).
+#   scripts/test.sh              every Lua version, normal build (LUAS="lua5.4 luajit" for fewer)
 #   scripts/test.sh --asan       Lua 5.4 against build/asan (ASan + UBSan)
 #   scripts/test.sh --valgrind   Lua 5.4 under valgrind (leak check)
 #   extra arguments after the mode are passed to busted (e.g. spec/json_spec.lua)
@@ -34,8 +35,9 @@ run() { # name lua build [wrapper...]
 [ $# -gt 0 ] && SPECS="$*"
 case $mode in
   normal)
-    run "Lua 5.4" lua5.4 build/lua5.4
-    run "LuaJIT" luajit build/luajit ;;
+    for lua in ${LUAS:-lua5.4 luajit lua5.1 lua5.2 lua5.3}; do
+      run "$lua" "$lua" "build/$lua"
+    done ;;
   asan)
     libasan=$(gcc -print-file-name=libasan.so)
     libubsan=$(gcc -print-file-name=libubsan.so)

@@ -1,4 +1,4 @@
--- JSONTestSuite (nst/JSONTestSuite) parsing cases from ../shared/jsontestsuite:
+-- JSONTestSuite (nst/JSONTestSuite) parsing cases from spec/fixtures/jsontestsuite (MIT, see its LICENSE):
 -- y_* must be accepted, n_* rejected, i_* as documented in README "JSON
 -- semantics". Each file is decoded whole and fed one byte at a time to a
 -- streaming decoder; both must agree.
@@ -6,7 +6,7 @@ local converse = require "converse"
 local json = converse.json
 
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
-local DIR = ROOT .. "/../shared/jsontestsuite/test_parsing/"
+local DIR = ROOT .. "/spec/fixtures/jsontestsuite/test_parsing/"
 
 -- Implementation-defined cases we accept; every other i_* file is rejected:
 -- numbers beyond the double range decode (to +-inf, 0, or the nearest float),

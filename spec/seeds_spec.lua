@@ -1,5 +1,5 @@
 -- Cross-check the vendor modules against the seed documents
--- (../shared/seeds/*.txt): every constant, parameter name, base URL and
+-- (spec/fixtures/seeds/*.txt, copies of ../shared/seeds): every constant, parameter name, base URL and
 -- endpoint the library uses must appear in the vendor's own document.
 local helper = require "helper"
 local converz    = require "converse.converz"
@@ -7,7 +7,7 @@ local agentx     = require "converse.agentx"
 local converseiq = require "converse.converseiq"
 local converra   = require "converse.converra"
 
-local DIR = helper.ROOT .. "/../shared/seeds/"
+local DIR = helper.ROOT .. "/spec/fixtures/seeds/"
 
 local function read(name)
   local f = assert(io.open(DIR .. name, "rb"), "seed document " .. name .. " not found")

@@ -1,17 +1,17 @@
 --- gzip without a compression library: a valid gzip member whose deflate
 -- stream uses stored (uncompressed) blocks, plus a table-driven CRC-32.
 -- Clients decode it like any gzip body; it only does not get smaller.
--- Bit operations come from LuaJIT's `bit` or from Lua 5.3+ operators
--- (compiled with `load` so this file parses under both).
+-- Bit operations come from LuaJIT's `bit`, Lua 5.2's `bit32`, Lua 5.3+
+-- operators (compiled with `load` so this file parses everywhere), or, on
+-- plain Lua 5.1, arithmetic (slow, but the mock is a test server there).
 -- @module converse.mock.gzip
 local char, byte, sub, concat, floor = string.char, string.byte, string.sub, table.concat, math.floor
 
 local M = {}
 
-local crc_update
-if _G.bit then                                   -- LuaJIT
-  local bit = require "bit"
-  local bxor, band, rshift = bit.bxor, bit.band, bit.rshift
+-- The CRC-32 table and update function, given xor, and, shift-right on
+-- unsigned 32-bit values.
+local function make_crc(bxor, band, rshift)
   local T = {}
   for i = 0, 255 do
     local c = i
@@ -20,30 +20,41 @@ if _G.bit then                                   -- LuaJIT
     end
     T[i] = c
   end
-  crc_update = function(crc, s)
-    crc = bit.bnot(crc)
+  return function(crc, s)
+    crc = bxor(crc, 0xFFFFFFFF)
     for i = 1, #s do crc = bxor(rshift(crc, 8), T[band(bxor(crc, byte(s, i)), 0xFF)]) end
-    crc = bit.bnot(crc)
-    if crc < 0 then crc = crc + 4294967296 end
+    crc = bxor(crc, 0xFFFFFFFF)
+    if crc < 0 then crc = crc + 4294967296 end      -- LuaJIT's bit ops are signed
     return crc
   end
+end
+
+-- xor of unsigned 32-bit numbers with arithmetic only (plain Lua 5.1).
+local function arith_xor(a, b)
+  local r, p = 0, 1
+  for _ = 1, 32 do
+    local x, y = a % 2, b % 2
+    if x ~= y then r = r + p end
+    a, b, p = (a - x) / 2, (b - y) / 2, p * 2
+  end
+  return r
+end
+
+local crc_update
+if _G.bit then                                   -- LuaJIT
+  local bit = require "bit"
+  crc_update = make_crc(bit.bxor, bit.band, bit.rshift)
+elseif _G.bit32 then                             -- Lua 5.2
+  crc_update = make_crc(bit32.bxor, bit32.band, bit32.rshift)
+elseif _VERSION == "Lua 5.1" then
+  crc_update = make_crc(arith_xor, function(a, m) return a % (m + 1) end,
+                        function(a, n) return floor(a / 2 ^ n) end)
 else
   crc_update = load([[
-    local byte = string.byte
-    local T = {}
-    for i = 0, 255 do
-      local c = i
-      for _ = 1, 8 do
-        if c & 1 == 1 then c = 0xEDB88320 ~ (c >> 1) else c = c >> 1 end
-      end
-      T[i] = c
-    end
-    return function(crc, s)
-      crc = crc ~ 0xFFFFFFFF
-      for i = 1, #s do crc = (crc >> 8) ~ T[(crc ~ byte(s, i)) & 0xFF] end
-      return crc ~ 0xFFFFFFFF
-    end
-  ]])()
+    local make_crc = ...
+    return make_crc(function(a, b) return a ~ b end, function(a, b) return a & b end,
+                    function(a, n) return a >> n end)
+  ]])(make_crc)
 end
 
 --- CRC-32 (IEEE) of a string.
