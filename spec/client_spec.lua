@@ -160,13 +160,23 @@ describe("converse.client", function()
       end)
     end
 
-    it("gives up after `retries` attempts with a retryable error", function()
+    it("gives up after `retries` retries (retries + 1 attempts) with a retryable error", function()
       mock:control { type = "status", status = 500, path = "/converz/api/v1/reps", times = 10 }
       local err = raises(function() client { retries = 3 }:get("/reps") end)
       assert.are.equal(500, err.status)
-      assert.are.equal(3, err.attempts)
+      assert.are.equal(4, err.attempts)
       assert.is_true(err.retryable)
-      assert.are.equal(3, #entries(mock, "/converz/api/v1/reps"))
+      assert.are.equal(4, #entries(mock, "/converz/api/v1/reps"))
+    end)
+
+    it("makes one attempt with retries = 0 and two with retries = 1", function()
+      mock:control { type = "status", status = 500, path = "/converz/api/v1/reps", times = 10 }
+      assert.are.equal(1, raises(function() client { retries = 0 }:get("/reps") end).attempts)
+      assert.are.equal(1, #entries(mock, "/converz/api/v1/reps"))
+      mock:fresh()
+      mock:control { type = "status", status = 500, path = "/converz/api/v1/reps", times = 10 }
+      assert.are.equal(2, raises(function() client { retries = 1 }:get("/reps") end).attempts)
+      assert.are.equal(2, #entries(mock, "/converz/api/v1/reps"))
     end)
 
     it("does not retry a POST", function()
@@ -225,7 +235,7 @@ describe("converse.client", function()
 
     it("raises rate_limited when 429 persists", function()
       mock:control { type = "rate_limit", path = "/converz/api/v1/reps", retry_after = 0, times = 9 }
-      local err = raises(function() client { retries = 2 }:get("/reps") end)
+      local err = raises(function() client { retries = 1 }:get("/reps") end)
       assert.are.equal("rate_limited", err.kind)
       assert.are.equal(429, err.status)
       assert.are.equal(2, err.attempts)
@@ -244,7 +254,7 @@ describe("converse.client", function()
     end)
 
     it("reports a network error when nothing listens", function()
-      local api = converse.client { base_url = "http://127.0.0.1:1/x", retries = 2,
+      local api = converse.client { base_url = "http://127.0.0.1:1/x", retries = 1,
                                     backoff = { base = 0.01, cap = 0.01 } }
       local err = raises(function() api:get("/y") end)
       assert.are.equal("network", err.kind)
@@ -257,7 +267,7 @@ describe("converse.client", function()
     it("aborts a request over its deadline", function()
       mock:control { type = "latency", delay = 3, path = "/converz/api/v1/reps", times = 5 }
       local t0 = core.now()
-      local err = raises(function() client { timeout = 0.5, retries = 1 }:get("/reps") end)
+      local err = raises(function() client { timeout = 0.5, retries = 0 }:get("/reps") end)
       assert.are.equal("timeout", err.kind)
       assert.is_true(core.now() - t0 < 2.5)
     end)
@@ -265,7 +275,7 @@ describe("converse.client", function()
     it("aborts a body that stalls (low-speed limit)", function()
       mock:control { type = "slow", bytes = 1, interval = 3, path = "/converz/api/v1/reps" }
       local err = raises(function()
-        client { low_speed_time = 1, retries = 1 }:get("/reps", { query = { n_per_page = 50 } })
+        client { low_speed_time = 1, retries = 0 }:get("/reps", { query = { n_per_page = 50 } })
       end)
       assert.are.equal("timeout", err.kind)
     end)

@@ -262,6 +262,69 @@ end
 Mock.__gc = Mock.stop
 
 ---------------------------------------------------------------------------
+-- A hostile server (spec/support/hostile_server.lua) as a child process
+
+local Hostile = {}
+Hostile.__index = Hostile
+
+--- Start a raw-socket server that runs `script` for each request.
+-- @tparam string script Lua source of a chunk returning `function(req, n, conn)`
+--   (see spec/support/hostile_server.lua, which also gives scripts
+--   `response(status, body, headers)`, `chunk(s)` and `json_array(n, f)`)
+-- @tparam[opt] string host "127.0.0.1" (default) or another loopback address
+-- @treturn table server: `url`, `port`, `:requests()` (raw heads), `:stop()`
+function helper.hostile(script, host)
+  host = host or "127.0.0.1"
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. shell_quote(dir)))
+  local f = assert(io.open(dir .. "/script.lua", "w"))
+  f:write(script)
+  f:close()
+  local lua = os.getenv("CONVERSE_MOCK_LUA") or "lua5.4"
+  local cmd = ("exec %s %s %s %s %s 2>>%s"):format(shell_quote(lua),
+    shell_quote(ROOT .. "/spec/support/hostile_server.lua"), shell_quote(host),
+    shell_quote(dir .. "/script.lua"), shell_quote(dir .. "/log"), shell_quote(dir .. "/stderr"))
+  local proc = assert(io.popen(cmd, "r"))
+  local line = proc:read("*l")
+  local port, pid = (line or ""):match("^(%d+) (%d+)$")
+  if not port then
+    proc:close()
+    error("helper.hostile: server did not start: " .. tostring(line), 2)
+  end
+  return setmetatable({ url = "http://" .. host .. ":" .. port, port = tonumber(port),
+                        pid = tonumber(pid), proc = proc, dir = dir }, Hostile)
+end
+
+--- The heads of the requests received so far, in order.
+function Hostile:requests()
+  local out = {}
+  local f = io.open(self.dir .. "/log", "r")
+  if not f then return out end
+  for line in f:lines() do out[#out + 1] = load("return " .. line)() end
+  f:close()
+  return out
+end
+
+--- What the server wrote on stderr (script errors).
+function Hostile:stderr()
+  local f = io.open(self.dir .. "/stderr", "r")
+  local s = f and f:read("*a") or ""
+  if f then f:close() end
+  return s
+end
+
+function Hostile:stop()
+  if not self.proc then return end
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  self.proc:close()
+  self.proc = nil
+  os.execute("rm -rf " .. shell_quote(self.dir))
+end
+
+Hostile.__gc = Hostile.stop
+
+---------------------------------------------------------------------------
 -- Assertions shared by the specs
 
 --- Call f, expect it to raise a converse error object, return the object.

@@ -24,9 +24,16 @@ static int core_array_mt(lua_State *L) {
   return 1;
 }
 
+/* core.EMPTY: what a transfer's next() answers for a 2xx response whose
+** body is empty (no JSON at all), distinct from nil (no more records). */
+static char empty_sentinel;                /* only its address matters */
+
+void cv_push_empty(lua_State *L) { lua_pushlightuserdata(L, &empty_sentinel); }
+
 static const luaL_Reg core_funcs[] = {
   {"json_decode",   cv_json_decode},
   {"json_encode",   cv_json_encode},
+  {"fingerprint",   cv_fingerprint},
   {"error_mt",      core_error_mt},
   {"array_mt",      core_array_mt},
   {NULL, NULL}
@@ -43,6 +50,8 @@ int luaopen_converse_core(lua_State *L) {
   lua_setfield(L, -2, "VERSION");
   lua_pushlightuserdata(L, NULL);          /* same value as cjson.null */
   lua_setfield(L, -2, "null");
+  cv_push_empty(L);
+  lua_setfield(L, -2, "EMPTY");
   cv_decoder_open(L);                      /* pushes the constructor */
   lua_setfield(L, -2, "decoder");
   cv_transport_open(L);
@@ -50,5 +59,6 @@ int luaopen_converse_core(lua_State *L) {
   cv_paging_open(L);
   lua_setfield(L, -2, "paging");
   cv_policy_open(L);
+  cv_signals_open(L);
   return 1;
 }

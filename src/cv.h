@@ -28,6 +28,8 @@
 /* ---- converse_core.c ---------------------------------------------------- */
 /* Register a userdata class: metamethods `meta`, methods in __index. */
 void cv_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+/* Push core.EMPTY, the sentinel for "a 2xx response with an empty body". */
+void cv_push_empty(lua_State *L);
 
 /* ---- buffer.c ---------------------------------------------------------- */
 /* The growable byte buffer. Never raises: 0 = done, -1 = out of memory
@@ -81,8 +83,13 @@ void     cv_decoder_trim(cv_decoder *d);    /* free the input buffers now (no mo
 /* ---- transport.c ------------------------------------------------------- */
 void cv_transport_open(lua_State *L);  /* registers the metatables; pushes core.transport */
 
+/* ---- signals.c (SIGINT/SIGTERM as a flag; see the file's header) ------- */
+int  cv_signal_pending(void);          /* 0, or the signal that arrived */
+void cv_signals_open(lua_State *L);    /* sets its functions into the table on top */
+
 /* ---- paging.c (sans-I/O paging state machine) -------------------------- */
 void cv_paging_open(lua_State *L);     /* registers converse.Paging; pushes core.paging */
+int  cv_fingerprint(lua_State *L);     /* core.fingerprint(s) -> 16 hex digits */
 
 /* ---- policy.c (sans-I/O: retry, backoff, rate limits) ------------------- */
 void cv_policy_open(lua_State *L);     /* sets its functions into the table on top */

@@ -1,9 +1,11 @@
 /*
 ** policy.c -- sans-I/O decisions shared by every transport: the clock,
 ** retry classification, backoff with full jitter, Retry-After and
-** rate-limit-reset parsing, and the client-side rate limiter.
+** rate-limit-reset parsing, the retry decision that combines them, and the
+** client-side rate limiter.
 ** Nothing here does I/O: functions take statuses, header values, the clock
-** and random numbers, and answer with what to do next.
+** and random numbers, and answer with what to do next. Every wait they
+** answer is clamped to [0, CV_MAX_WAIT].
 */
 #include <ctype.h>
 #include <math.h>
@@ -15,7 +17,13 @@
 
 #include "cv.h"
 
-#define LIMITER_MT  "converse.cv_limiter"
+#define LIMITER_MT  "converse.Limiter"
+#define CV_MAX_WAIT 86400.0          /* no wait is ever longer than a day */
+
+static double clamp_wait(double s) {
+  if (!(s > 0)) return 0;            /* negative, zero and NaN */
+  return s > CV_MAX_WAIT ? CV_MAX_WAIT : s;
+}
 
 /* core.now() -> monotonic seconds */
 static int policy_now(lua_State *L) {
@@ -32,24 +40,26 @@ static int policy_backoff(lua_State *L) {
   lua_Number r = luaL_checknumber(L, 4);
   lua_Number ceiling = base * pow(2.0, attempt > 1 ? attempt - 1 : 0);
   if (ceiling > cap) ceiling = cap;
-  lua_pushnumber(L, r * ceiling);
+  lua_pushnumber(L, clamp_wait(r * ceiling));
   return 1;
 }
 
-/* core.retryable(status_or_nil, kind_or_nil) -> boolean
-** Network errors and timeouts, 408, 429, 500, 502, 503, 504. */
-static int policy_retryable(lua_State *L) {
-  int yes = 0;
-  if (lua_type(L, 1) == LUA_TNUMBER) {
-    switch ((int)lua_tointeger(L, 1)) {
-      case 408: case 429: case 500: case 502: case 503: case 504: yes = 1; break;
-      default: break;
+/* Is a failure of this class worth trying again? Network errors and
+** timeouts; statuses 408, 429, 500, 502, 503, 504. */
+static int retryable_class(int has_status, lua_Integer status, const char *kind) {
+  if (has_status) {
+    switch (status) {
+      case 408: case 429: case 500: case 502: case 503: case 504: return 1;
+      default: return 0;
     }
-  } else {
-    const char *kind = luaL_optstring(L, 2, "");
-    yes = strcmp(kind, "network") == 0 || strcmp(kind, "timeout") == 0;
   }
-  lua_pushboolean(L, yes);
+  return kind != NULL && (strcmp(kind, "network") == 0 || strcmp(kind, "timeout") == 0);
+}
+
+/* core.retryable(status_or_nil, kind_or_nil) -> boolean */
+static int policy_retryable(lua_State *L) {
+  lua_pushboolean(L, retryable_class(lua_type(L, 1) == LUA_TNUMBER, lua_tointeger(L, 1),
+                                     luaL_optstring(L, 2, NULL)));
   return 1;
 }
 
@@ -59,43 +69,140 @@ static int all_digits(const char *s) {
   return 1;
 }
 
-/* core.retry_after(value [, now_epoch]) -> seconds to wait | nil
-** value: delta seconds ("120") or an HTTP date. */
-static int policy_retry_after(lua_State *L) {
-  const char *v = luaL_optstring(L, 1, NULL);
-  time_t now = (time_t)luaL_optnumber(L, 2, (lua_Number)time(NULL));
+/* Seconds a Retry-After value asks for (delta seconds or an HTTP date),
+** or -1 when there is none or it does not parse. */
+static double retry_after(const char *v, double now) {
   char tmp[128];
   size_t n;
-  if (v == NULL) return 0;
+  if (v == NULL) return -1;
   while (isspace((unsigned char)*v)) v++;
   n = strlen(v);
-  if (n == 0 || n >= sizeof tmp) return 0;
+  if (n == 0 || n >= sizeof tmp) return -1;
   memcpy(tmp, v, n + 1);
   while (n > 0 && isspace((unsigned char)tmp[n - 1])) tmp[--n] = '\0';
-  if (all_digits(tmp)) {
-    lua_pushnumber(L, strtod(tmp, NULL));
-  } else {
+  if (all_digits(tmp)) return clamp_wait(strtod(tmp, NULL));
+  {
     time_t when = curl_getdate(tmp, NULL);
-    if (when == (time_t)-1) return 0;
-    lua_pushnumber(L, when > now ? (lua_Number)(when - now) : 0);
+    if (when == (time_t)-1) return -1;
+    return clamp_wait((double)when - now);
   }
+}
+
+/* Seconds until a rate-limit window resets. X-RateLimit-Reset is either a
+** delta or a unix time; values past one year are read as unix time. */
+static double reset_after(const char *v, double now) {
+  char *end;
+  double d;
+  if (v == NULL) return -1;
+  d = strtod(v, &end);
+  if (end == v || !(d >= 0)) return -1;
+  if (d > 31536000.0) d = d - now;
+  return clamp_wait(d);
+}
+
+static void push_wait(lua_State *L, double d) {
+  if (d < 0) lua_pushnil(L); else lua_pushnumber(L, d);
+}
+
+/* core.retry_after(value [, now_epoch]) -> seconds to wait | nil */
+static int policy_retry_after(lua_State *L) {
+  push_wait(L, retry_after(luaL_optstring(L, 1, NULL),
+                           luaL_optnumber(L, 2, (lua_Number)time(NULL))));
   return 1;
 }
 
-/* core.reset_after(value [, now_epoch]) -> seconds until a rate-limit window
-** resets. X-RateLimit-Reset is either a delta or a unix time; values past
-** one year are read as unix time. */
+/* core.reset_after(value [, now_epoch]) -> seconds | nil */
 static int policy_reset_after(lua_State *L) {
-  const char *v = luaL_optstring(L, 1, NULL);
-  lua_Number now = luaL_optnumber(L, 2, (lua_Number)time(NULL));
-  char *end;
-  double d;
-  if (v == NULL) return 0;
-  d = strtod(v, &end);
-  if (end == v || d < 0 || d != d) return 0;
-  if (d > 31536000.0) d = d > now ? d - now : 0;
-  lua_pushnumber(L, d);
+  push_wait(L, reset_after(luaL_optstring(L, 1, NULL),
+                           luaL_optnumber(L, 2, (lua_Number)time(NULL))));
   return 1;
+}
+
+/* The delay a response's headers ask for, or -1: Retry-After first, then a
+** rate-limit reset when the remaining count is 0 (or no Retry-After came). */
+static double server_delay(const char *retry, const char *reset, const char *remaining,
+                           double now) {
+  double d = retry_after(retry, now);
+  if (d >= 0) return d;
+  if (reset != NULL && (retry == NULL || (remaining && strcmp(remaining, "0") == 0)))
+    return reset_after(reset, now);
+  return -1;
+}
+
+static const char *opt_field_str(lua_State *L, const char *k) {
+  const char *s = NULL;
+  if (cv_getfield(L, 1, k) == LUA_TSTRING) s = lua_tostring(L, -1);
+  lua_pop(L, 1);                 /* the string stays alive in the table */
+  return s;
+}
+
+static double opt_field_num(lua_State *L, const char *k, double dflt) {
+  double v = dflt;
+  if (cv_getfield(L, 1, k) == LUA_TNUMBER) v = (double)lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int opt_field_bool(lua_State *L, const char *k) {
+  int v;
+  cv_getfield(L, 1, k);
+  v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* core.retry_decision(t) -> "retry", seconds | "raise", reason, retryable
+** The one place where a failed attempt is judged. t:
+**   status (number or nil), kind ("network", "timeout", "http" ...),
+**   permanent (the transport says trying again cannot help), idempotent,
+**   attempts (tries made so far, >= 1), retries (retries allowed after the
+**   first attempt), elapsed and budget (seconds since the first attempt,
+**   and the most that retrying may take), retry_after, reset, remaining
+**   (the response's header values), now (unix time, for HTTP dates),
+**   base, cap (backoff), random (in [0, 1)).
+** Reasons: "permanent", "not_retryable", "not_idempotent", "attempts",
+** "budget" (no time left), "delay" (the server's delay outruns the budget).
+** `retryable`: the failure is of a kind retried for this request (a
+** retryable class, not permanent, an idempotent request), so giving up
+** means the attempts or the budget ran out. */
+static int policy_retry_decision(lua_State *L) {
+  int has_status, cls, permanent, idempotent;
+  double attempts, retries, elapsed, budget, delay, now;
+  const char *reason = NULL;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  has_status = cv_getfield(L, 1, "status") == LUA_TNUMBER;
+  lua_pop(L, 1);
+  cls = retryable_class(has_status, (lua_Integer)opt_field_num(L, "status", 0),
+                        opt_field_str(L, "kind"));
+  permanent = opt_field_bool(L, "permanent");
+  idempotent = opt_field_bool(L, "idempotent");
+  attempts = opt_field_num(L, "attempts", 1);
+  retries = opt_field_num(L, "retries", 0);
+  elapsed = opt_field_num(L, "elapsed", 0);
+  budget = opt_field_num(L, "budget", 0);
+  now = opt_field_num(L, "now", (double)time(NULL));
+  delay = server_delay(opt_field_str(L, "retry_after"), opt_field_str(L, "reset"),
+                       opt_field_str(L, "remaining"), now);
+  if (delay < 0) {
+    double base = opt_field_num(L, "base", 0.5), cap = opt_field_num(L, "cap", 30);
+    double ceiling = base * pow(2.0, attempts > 1 ? attempts - 1 : 0);
+    delay = clamp_wait(opt_field_num(L, "random", 0) * (ceiling > cap ? cap : ceiling));
+  }
+  if (permanent) reason = "permanent";
+  else if (!cls) reason = "not_retryable";
+  else if (!idempotent) reason = "not_idempotent";
+  else if (!(attempts <= retries)) reason = "attempts";
+  else if (!(elapsed < budget)) reason = "budget";
+  else if (elapsed + delay > budget) reason = "delay";
+  if (reason != NULL) {
+    lua_pushliteral(L, "raise");
+    lua_pushstring(L, reason);
+    lua_pushboolean(L, cls && !permanent && idempotent);
+    return 3;
+  }
+  lua_pushliteral(L, "retry");
+  lua_pushnumber(L, delay);
+  return 2;
 }
 
 /* ---- sliding-window limiter --------------------------------------------
@@ -164,7 +271,7 @@ static int limiter_pause(lua_State *L) {
 
 static int limiter_tostring(lua_State *L) {
   cv_limiter *lim = check_limiter(L);
-  lua_pushfstring(L, "converse.cv_limiter (%d per %f s)", lim->limit, lim->window);
+  lua_pushfstring(L, "converse.Limiter (%d per %f s)", lim->limit, lim->window);
   return 1;
 }
 
@@ -185,6 +292,7 @@ static const luaL_Reg policy_funcs[] = {
   {"retryable",    policy_retryable},
   {"retry_after",  policy_retry_after},
   {"reset_after",  policy_reset_after},
+  {"retry_decision", policy_retry_decision},
   {"limiter",      limiter_new},
   {NULL, NULL}
 };

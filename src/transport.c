@@ -26,8 +26,8 @@
 
 #include "cv.h"
 
-#define TRANSPORT_MT   "converse.cv_transport"
-#define TRANSFER_MT    "converse.cv_transfer"
+#define TRANSPORT_MT   "converse.Transport"
+#define TRANSFER_MT    "converse.Transfer"
 
 #define HIGH_WATER     (4u << 20)     /* pause the transfer above this */
 #define LOW_WATER      (1u << 20)     /* and resume below this */
@@ -292,9 +292,8 @@ static int transfer_next(lua_State *L) {
     if (json) {
       int r;
       if (t->state == T_DONE && t->result == CURLE_OK && t->bytes == 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "empty");
-        return 2;
+        cv_push_empty(L);
+        return 1;
       }
       r = skip ? cv_decoder_skip(L, t->dec) : cv_decoder_next(L, t->dec);
       if (r == CV_DEC_RECORD) {
@@ -366,7 +365,7 @@ static int transfer_info(lua_State *L) {
 
 static int transfer_tostring(lua_State *L) {
   cv_transfer *t = (cv_transfer *)luaL_checkudata(L, 1, TRANSFER_MT);
-  lua_pushfstring(L, "converse.cv_transfer (%s)",
+  lua_pushfstring(L, "converse.Transfer (%s)",
                   t->state == T_CLOSED ? "closed" : t->state == T_DONE ? "done" : "running");
   return 1;
 }
@@ -511,7 +510,7 @@ static int transport_close(lua_State *L) {
 
 static int transport_tostring(lua_State *L) {
   cv_transport *tr = (cv_transport *)luaL_checkudata(L, 1, TRANSPORT_MT);
-  lua_pushfstring(L, "converse.cv_transport (%s)", tr->multi ? "open" : "closed");
+  lua_pushfstring(L, "converse.Transport (%s)", tr->multi ? "open" : "closed");
   return 1;
 }
 

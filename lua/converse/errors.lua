@@ -7,7 +7,8 @@
 local core = require "converse.core"
 
 local type, tostring, setmetatable, getmetatable = type, tostring, setmetatable, getmetatable
-local error, pairs, concat = error, pairs, table.concat
+local error, pairs, ipairs, concat = error, pairs, ipairs, table.concat
+local format, byte = string.format, string.byte
 local getinfo = debug.getinfo
 
 local M = {}
@@ -32,16 +33,83 @@ local function secret_name(name)
 end
 
 --- Redact credentials from a URL: userinfo and secret-looking query values.
+-- The authority ends at the first `/`, `?` or `#`, as every URL parser
+-- (libcurl's included) reads it, so `http://a#@b/` shows host `a`.
 -- @tparam string url
 -- @treturn string
 function M.redact_url(url)
   if type(url) ~= "string" then return url end
-  url = url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1REDACTED@")
+  local scheme, authority, rest = url:match("^(%a[%w+.-]*://)([^/?#]*)(.*)$")
+  if scheme and authority:find("@", 1, true) then
+    url = scheme .. "REDACTED@" .. authority:gsub("^.*@", "") .. rest
+  end
   return (url:gsub("([?&])([^=&#]+)=([^&#]*)", function(sep, k, v)
     if secret_name(k) then return sep .. k .. "=REDACTED" end
     return sep .. k .. "=" .. v
   end))
 end
+
+-- Replace every occurrence of `secret` in s, whatever its letter case.
+local function redact_secret(s, secret)
+  local ls, lsec = s:lower(), secret:lower()
+  local a, b = ls:find(lsec, 1, true)
+  if not a then return s end
+  local out, i = {}, 1
+  while a do
+    out[#out + 1] = s:sub(i, a - 1)
+    out[#out + 1] = "REDACTED"
+    i = b + 1
+    a, b = ls:find(lsec, i, true)
+  end
+  out[#out + 1] = s:sub(i)
+  return concat(out)
+end
+
+-- The forms a secret may take in text: as is, and percent-encoded.
+local function secret_forms(secret)
+  local escaped = secret:gsub("[^%w%-%._~]", function(c) return format("%%%02X", byte(c)) end)
+  if escaped ~= secret then return { secret, escaped } end
+  return { secret }
+end
+
+--- Remove every secret from a string (any letter case, raw or percent-encoded).
+-- @tparam string s
+-- @tparam table secrets array of secret strings
+-- @treturn string
+function M.scrub_string(s, secrets)
+  if type(s) ~= "string" or not secrets then return s end
+  for _, secret in ipairs(secrets) do
+    if #secret > 0 then
+      for _, form in ipairs(secret_forms(secret)) do s = redact_secret(s, form) end
+    end
+  end
+  return s
+end
+
+--- Scrub every string field of an error object (and of tables in it) in place:
+-- the one place where secrets leave error objects.
+-- @tparam table err
+-- @tparam table secrets
+-- @treturn table err
+function M.scrub(err, secrets)
+  if type(err) ~= "table" or not secrets or #secrets == 0 then return err end
+  local function walk(t, depth)
+    for k, v in pairs(t) do
+      if type(v) == "string" then t[k] = M.scrub_string(v, secrets)
+      elseif type(v) == "table" and depth < 4 and getmetatable(v) == nil then walk(v, depth + 1) end
+    end
+  end
+  walk(err, 0)
+  return err
+end
+
+-- Control characters (C0, DEL and C1) shown as \xHH: a server's message
+-- must not drive the terminal that prints it.
+local function escape_controls(s)
+  s = s:gsub("[%z\1-\31\127]", function(c) return format("\\x%02x", byte(c)) end)
+  return (s:gsub("\194([\128-\159])", function(c) return format("\\u%04x", byte(c)) end))
+end
+M.escape_controls = escape_controls
 
 mt.__tostring = function(e)
   local parts = { "converse: ", tostring(e.kind or "?"), " error" }
@@ -52,21 +120,22 @@ mt.__tostring = function(e)
     parts[#parts + 1] = " [" .. tostring(e.method or "") .. (e.method and e.url and " " or "")
       .. tostring(M.redact_url(e.url) or "") .. "]"
   end
-  if e.attempts and e.attempts > 1 then
+  if type(e.attempts) == "number" and e.attempts > 1 then
     parts[#parts + 1] = " after " .. e.attempts .. " attempts"
   end
-  return (concat(parts):gsub("[\r\n]+", " "))
+  return escape_controls(concat(parts))
 end
 
 --- Create an error object.
 -- @tparam table fields kind, message and any of status, code, method, url, retryable, attempts
+-- @tparam[opt] table secrets strings scrubbed from every field (see `scrub`)
 -- @treturn table the error object
-function M.new(fields)
+function M.new(fields, secrets)
   local e = {}
   for k, v in pairs(fields) do e[k] = v end
   if e.retryable == nil then e.retryable = false end
   if e.url then e.url = M.redact_url(e.url) end
-  return setmetatable(e, mt)
+  return M.scrub(setmetatable(e, mt), secrets)
 end
 
 --- Raise an error object.

@@ -1,53 +1,62 @@
 --- Pagers: iterate the records of a paginated JSON endpoint.
--- This file is the I/O driver; the decisions (which page next, when to
--- stop, repeated cursors and pages) belong to the sans-I/O state machine in
--- the C core (`core.paging`, src/paging.c), shared by every transport.
+-- This file is the I/O driver. The decisions (which page next, whether the
+-- next request waits for an envelope, when to stop, what the envelope says,
+-- repeated cursors and pages, where to resume) belong to the sans-I/O state
+-- machine in the C core (`core.paging`, src/paging.c); the request life
+-- cycle (throttle, retries, redirects) to converse.request. Both are shared
+-- by every transport.
+--
 -- Pages are requested ahead of the consumer (one page of prefetch; up to
--- `concurrency` pages once the page count is known), records are handed out
--- in page order as they are decoded, a page that fails half-way is fetched
--- again and its already-yielded records skipped, and a server that repeats
--- a page or a cursor raises instead of looping forever.
+-- `concurrency` pages once the page count is known); records are handed out
+-- in page order as they are decoded; a page that fails half-way is fetched
+-- again and its already-yielded records skipped by position.
+--
+-- Resuming: `pager:position()` (and `page.position` from `pages()`) is
+-- where a new pager must start to continue *after* the pages finished so
+-- far: `{ page = n }`, `{ cursor = c }` or `{ done = true }`, plus `query`,
+-- a fingerprint of the request. `paginate(path, { resume = position })`
+-- starts there, and refuses a position taken from another query.
 -- @module converse.pager
-local core   = require "converse.core"
-local errors = require "converse.errors"
-local query  = require "converse.query"
+local core    = require "converse.core"
+local errors  = require "converse.errors"
+local query   = require "converse.query"
+local request = require "converse.request"
 
-local type, pairs, next, select, setmetatable, tostring, tonumber, pcall, error =
-  type, pairs, next, select, setmetatable, tostring, tonumber, pcall, error
+local type, pairs, select, setmetatable, tostring, pcall, error =
+  type, pairs, select, setmetatable, tostring, pcall, error
 local remove = table.remove
-local NULL = core.null
-local encode = core.json_encode
+local encode, fingerprint = core.json_encode, core.fingerprint
 local SORTED = { sort_keys = true }
 local ARRAY_MT = core.array_mt()
+local EMPTY = core.EMPTY
+
+-- A page whose first record starts an earlier page too is read whole before
+-- any of it is handed out (up to this many records), so that a repeated
+-- page raises before a duplicate reaches the consumer.
+local HOLD_MAX = 10000
 
 local M = {}
 local Pager = {}
 Pager.__index = Pager
 
--- "auto" reads each envelope to find out how to continue (for APIs that do
--- not document it): a cursor (`next_cursor`/`cursor` + `has_more`), a page
--- count (`pages`/`total_pages`), `has_more`, or a short page.
 local STYLES = { page = true, cursor = true, none = true, auto = true }
 
--- Field at a dotted path in a table, or nil.
-local function dig(t, path)
-  for part in path:gmatch("[^.]+") do
-    if type(t) ~= "table" then return nil end
-    t = t[part]
-  end
-  return t
+-- What identifies the data a pager walks: path, query, records path, paging.
+local function query_fingerprint(path, opts, page_size)
+  return fingerprint(table.concat({
+    path, query.encode(opts.query or {}), tostring(opts.records), tostring(opts.style or "page"),
+    tostring(page_size), tostring(opts.page_param), tostring(opts.cursor_param),
+  }, "\n"))
 end
-
-local function present(v) return v ~= nil and v ~= NULL and v ~= "" end
 
 --- Create a pager (use `client:paginate(path, opts)`).
 function M.new(client, path, opts)
-  if type(opts) ~= "table" then errors.usage("paginate options must be a table") end
+  errors.check(opts, "table", "paginate options")
   local style = opts.style or "page"
   if not STYLES[style] then
     errors.usage("style must be \"page\", \"cursor\", \"none\" or \"auto\"")
   end
-  if opts.query ~= nil and type(opts.query) ~= "table" then errors.usage("query must be a table") end
+  if opts.query ~= nil then errors.check(opts.query, "table", "query") end
   local concurrency = opts.concurrency or 2
   if type(concurrency) ~= "number" or concurrency < 1 or concurrency % 1 ~= 0 then
     errors.usage("concurrency must be a whole number >= 1")
@@ -55,25 +64,45 @@ function M.new(client, path, opts)
   local size_param = opts.size_param == nil and "limit" or opts.size_param
   local page_size = opts.page_size
   if page_size == nil and size_param then page_size = 100 end
+  local qfp = query_fingerprint(path, opts, page_size)
+  local first_page, cursor, done = opts.first_page, opts.cursor, false
+  local resume = opts.resume
+  if resume ~= nil then
+    errors.check(resume, "table", "resume")
+    if resume.query ~= nil and resume.query ~= qfp then
+      errors.usage("resume: this position belongs to another query (path, query or paging changed)")
+    end
+    if resume.done then done = true
+    elseif resume.cursor ~= nil then cursor = resume.cursor
+    elseif resume.page ~= nil then first_page = resume.page
+    else errors.usage("resume: a position has page, cursor or done") end
+  end
   local ok, paging = pcall(core.paging, {
-    style = style, first_page = opts.first_page, page_size = page_size,
+    style = style, first_page = first_page, page_size = page_size,
     short_stops = size_param and true or false, concurrency = concurrency,
-    max_pages = opts.max_pages, cursor = opts.cursor,
-    total_field = opts.total_pages ~= nil,
+    max_pages = opts.max_pages, cursor = cursor,
+    cursor_field = opts.cursor_field, total_field = opts.total_pages,
   })
   if not ok then errors.usage(paging.message or tostring(paging)) end
-  return setmetatable({
+  local d = client.decoder_opts
+  local self = setmetatable({
     client = client, path = path, style = style, paging = paging,
     base_query = opts.query or {},
-    records = opts.records,
     page_param = opts.page_param or "page",
     size_param = size_param, page_size = page_size,
-    total_field = opts.total_pages,
     cursor_param = opts.cursor_param or "cursor",
-    cursor_field = opts.cursor_field or "cursor",
+    decoder_opts = { records = opts.records, raw = opts.raw, max_depth = d.max_depth,
+                     max_body = d.max_body, max_record = d.max_record,
+                     max_envelope = d.max_envelope, big_integers = d.big_integers },
+    query_fp = qfp,
     slots = {},                         -- pages in flight, in page order
     closed = false,
   }, Pager)
+  if done then
+    self.closed, self.finished = true, true
+    self.resumed_done = true
+  end
+  return self
 end
 
 -- ---- issuing pages ----------------------------------------------------------
@@ -88,15 +117,12 @@ function Pager:_issue(number, cursor)
   end
   local client = self.client
   local url = query.build(client.base_url, self.path, q)
-  local d = client.decoder_opts
-  local req = {
-    method = "GET", url = url, endpoint = query.endpoint(url),
-    decoder_opts = { records = self.records, max_depth = d.max_depth,
-                     max_body = d.max_body, big_integers = d.big_integers },
-  }
+  local req = { method = "GET", url = url, endpoint = query.endpoint(url),
+                decoder_opts = self.decoder_opts }
+  request.check(req)
   local slot = { number = number, cursor = cursor, req = req, st = {}, yielded = 0 }
-  slot.t = client:_start(req)
   self.slots[#self.slots + 1] = slot
+  slot.t = request.start(client, req, slot.st)
 end
 
 -- Start every request the state machine wants now.
@@ -109,60 +135,40 @@ function Pager:_fill()
   end
 end
 
--- Does the state machine need this page's envelope before the next request?
-function Pager:_needs_envelope()
-  local st = self.paging:state()
-  if st.stopped then return false end
-  if self.style == "cursor" or self.style == "auto" then return #self.slots == 1 end
-  return self.style == "page" and self.total_field ~= nil and st.total == nil
-end
-
 -- ---- page metadata -------------------------------------------------------------
 
-function Pager:_fail(code, message, slot)
-  local err = errors.new {
-    kind = "http", code = code, message = message, method = "GET",
-    url = slot and slot.req.url, status = slot and slot.st.status,
+local MESSAGES = {
+  REPEATED_CURSOR = "server returned a cursor it had sent before (it would loop forever)",
+  REPEATED_PAGE = "server returned the same page again (same first record, last record "
+    .. "and count: it ignores the page parameter?)",
+  BAD_PAGE_COUNT = "server sent a page count that is not a whole number of pages",
+  PAGE_COUNT_MISMATCH = "server sent an empty page before the last page it announced",
+  PAGE_CHANGED = "page has fewer records than before the retry",
+}
+
+function Pager:_fail(code, detail, slot)
+  local err = request.error(self.client, "http", MESSAGES[code] .. (detail and (": " .. detail) or ""), {
+    code = code, method = "GET", url = slot and slot.req.url, status = slot and slot.st.status,
     attempts = slot and slot.st.attempts,
-  }
+  })
   self:close()
   error(err, 0)
 end
-
-local function label(slot) return tostring(slot.number or slot.cursor or "1") end
 
 -- Tell the state machine what the page's envelope says (once per page).
 function Pager:_learn(slot, env)
   if slot.learned then return end
   slot.learned, slot.envelope = true, env
-  local c = dig(env, self.cursor_field)
-  if self.style == "auto" and not present(c) then c = env.next_cursor or env.nextCursor end
-  local total = self.total_field and dig(env, self.total_field)
-  if self.style == "auto" and total == nil then total = env.pages or env.total_pages end
-  local more = env.has_more
-  if type(more) ~= "boolean" then more = nil end
-  local code = self.paging:learn {
-    cursor = present(c) and tostring(c) or nil,
-    total = tonumber(total),
-    has_more = more,
-    bare = next(env) ~= nil and env.page == nil,
-  }
-  if code then
-    self:_fail(code, ("server returned cursor %q again"):format(tostring(c)), slot)
+  local ok, code, detail = self.paging:learn(env)
+  if not ok then
+    self:_fail(code, code == "BAD_PAGE_COUNT" and ("%q"):format(tostring(detail)) or nil, slot)
   end
 end
 
--- A server that ignores the page parameter (or repeats a page) sends the
--- same first record again: catch it before any of its records is handed out.
-function Pager:_check_first(slot, rec)
-  local ok, fp = pcall(encode, rec, SORTED)
-  if not ok or not self.paging:first(fp) then return end
-  if self.style == "cursor" then             -- say which: read on to the cursor
-    while slot.t:next() ~= nil do end
-    self:_learn(slot, slot.t:envelope())
-  end
-  self:_fail("REPEATED_PAGE", ("page %s starts with a record an earlier page started with")
-    :format(label(slot)), slot)
+local function record_fp(rec)
+  if type(rec) == "string" then return fingerprint(rec) end          -- raw mode
+  local ok, text = pcall(encode, rec, SORTED)
+  return fingerprint(ok and text or tostring(rec))
 end
 
 -- The oldest page has handed out all its records: decide what comes next.
@@ -170,7 +176,13 @@ function Pager:_finish(slot)
   if not slot.learned then self:_learn(slot, slot.t:envelope()) end
   slot.t:close()
   remove(self.slots, 1)
-  if self.paging:finish(slot.number, slot.yielded) then self:_drop_slots() end
+  local last = slot.yielded > 0 and record_fp(slot.last) or nil
+  slot.last = nil
+  local stopped, code, detail = self.paging:finish(slot.number, slot.yielded, slot.first_fp, last)
+  if code then self:_fail(code, detail, slot) end
+  request.emit(self.client, { type = "page", number = slot.number, cursor = slot.cursor,
+                              records = slot.yielded, url = errors.redact_url(slot.req.url) })
+  if stopped then self:_drop_slots() end
   return slot
 end
 
@@ -183,56 +195,15 @@ end
 
 -- ---- pulling records -----------------------------------------------------------
 
--- Pull the next record of a slot: record, or nil at the end of its page.
-function Pager:_pull(slot)
-  local buffered = slot.buffer
-  if buffered then
-    local i = slot.bi + 1
-    if i <= #buffered then
-      slot.bi = i
-      slot.yielded = slot.yielded + 1
-      return buffered[i]
-    end
-    slot.buffer = nil
-    if not slot.partial then return nil end   -- else the transfer reports its failure
-  end
-  if not slot.ready then
-    slot.t = self.client:_await(slot.t, slot.req, slot.st)
-    slot.ready = true
-    for _ = 1, slot.yielded do                 -- re-fetched page: skip by position
-      local ok, kind, msg, permanent = slot.t:next(true)
-      if not ok then
-        if kind then return self:_refetch(slot, kind, msg, permanent) end
-        self:_fail("PAGE_CHANGED", ("page %s has fewer records than before the retry")
-          :format(label(slot)), slot)
-      end
-    end
-  end
-  local rec, kind, msg, permanent = slot.t:next()
-  if rec ~= nil then
-    if slot.yielded == 0 then self:_check_first(slot, rec) end
-    slot.yielded = slot.yielded + 1
-    if self.want_envelope and (slot.yielded == 1 or slot.yielded % 128 == 0)
-       and slot.t:done() then
-      self:_drain(slot)
-    end
-    return rec
-  end
-  if kind == "empty" then
-    self:close()
-    errors.raise("json", "empty response body where a JSON page was expected",
-      { method = "GET", url = slot.req.url, status = slot.st.status, attempts = slot.st.attempts })
-  end
-  if kind then return self:_refetch(slot, kind, msg, permanent) end
-  return nil
-end
-
--- The body is complete: decode the rest now so the envelope (next cursor,
--- page count) is known and the next requests can start while the consumer
--- is still busy with this page.
-function Pager:_drain(slot)
-  local buffered, n = {}, 0
+-- Read the rest of a page into its buffer (at most `limit` records): used
+-- when the body is complete (so the envelope is known at once) and for a
+-- page under suspicion of repeating an earlier one.
+function Pager:_drain(slot, limit)
+  local buffered, n = slot.buffer or {}, slot.buffer and #slot.buffer or 0
+  slot.bi = slot.bi or 0
+  local complete = true
   while true do
+    if limit and n >= limit then complete = false break end
     local rec, kind = slot.t:next()
     if rec == nil then
       slot.partial = kind ~= nil               -- _pull meets the failure later
@@ -241,50 +212,127 @@ function Pager:_drain(slot)
     n = n + 1
     buffered[n] = rec
   end
-  slot.buffer, slot.bi = buffered, 0
-  self.want_envelope = false
-  if slot.partial then return end
-  self:_learn(slot, slot.t:envelope())
-  self:_fill()
+  slot.buffer = buffered
+  if complete and not slot.partial then
+    self.want_envelope = false
+    self:_learn(slot, slot.t:envelope())
+    self:_fill()
+  end
+  return complete and not slot.partial
+end
+
+-- The first record of a page: remember it; a page that starts like an
+-- earlier one is read whole (HOLD_MAX records at most) and compared before
+-- anything of it is handed out.
+function Pager:_first_record(slot, rec)
+  slot.first_fp = record_fp(rec)
+  if not self.paging:first(slot.first_fp) then return end
+  slot.buffer, slot.bi = { rec }, 0
+  if not self:_drain(slot, HOLD_MAX) then return end
+  local buffered = slot.buffer
+  if self.paging:repeats(#buffered, slot.first_fp, record_fp(buffered[#buffered])) then
+    self:_fail("REPEATED_PAGE", #buffered .. " records", slot)
+  end
+end
+
+-- Pull the next record of a slot: record, or nil at the end of its page.
+function Pager:_pull(slot)
+  local buffered = slot.buffer
+  if buffered then
+    local i = slot.bi + 1
+    if i <= #buffered then
+      slot.bi = i
+      slot.yielded = slot.yielded + 1
+      slot.last = buffered[i]
+      return buffered[i]
+    end
+    slot.buffer = nil
+    if not slot.partial and slot.learned then return nil end
+    slot.partial = nil                          -- else the transfer reports its end or failure
+  end
+  if not slot.ready then
+    slot.t = request.await(self.client, slot.t, slot.req, slot.st)
+    slot.ready = true
+    for _ = 1, slot.yielded do                 -- re-fetched page: skip by position
+      local ok, kind, msg, permanent = slot.t:next(true)
+      if ok == EMPTY or not ok then
+        if kind then return self:_refetch(slot, kind, msg, permanent) end
+        self:_fail("PAGE_CHANGED", nil, slot)
+      end
+    end
+  end
+  local rec, kind, msg, permanent = slot.t:next()
+  if rec ~= nil and rec ~= EMPTY then
+    if slot.yielded == 0 and not slot.first_fp then
+      self:_first_record(slot, rec)
+      if slot.buffer then return self:_pull(slot) end
+    end
+    slot.yielded = slot.yielded + 1
+    slot.last = rec
+    if self.want_envelope and (slot.yielded == 1 or slot.yielded % 128 == 0)
+       and slot.t:done() then
+      self:_drain(slot)
+    end
+    return rec
+  end
+  if rec == EMPTY then
+    self:close()
+    error(request.error(self.client, "json", "empty response body where a JSON page was expected",
+      { method = "GET", url = slot.req.url, status = slot.st.status, attempts = slot.st.attempts }), 0)
+  end
+  if kind then return self:_refetch(slot, kind, msg, permanent) end
+  return nil
 end
 
 -- A page failed half-way: fetch it again (the retry rules decide) and skip
 -- the records already handed out.
 function Pager:_refetch(slot, kind, msg, permanent)
   slot.t:close()
-  local err = self.client:_error(kind, msg, {
-    method = "GET", url = slot.req.url, attempts = slot.st.attempts })
-  local ok, t = pcall(self.client._retry_or_raise, self.client, err, slot.req, slot.st, nil,
-                      permanent)
+  local client = self.client
+  local err = request.failure(client, kind, msg, slot.req, slot.st)
+  if kind == "interrupted" then self:close() error(err, 0) end
+  local ok, t = pcall(request.retry, client, err, slot.req, slot.st, nil, permanent)
   if not ok then self:close() error(t, 0) end
   slot.t, slot.ready = t, false
   return self:_pull(slot)
 end
 
--- Release everything and raise err, saying which request a decoding error
--- came from.
+-- Release everything and raise err, saying which request it came from.
 function Pager:_raise(err, slot)
   self:close()
-  self.client:_annotate(err, slot.req, slot.st)
-  error(err, 0)
+  error(request.annotate(self.client, err, slot.req, slot.st), 0)
 end
+
+local CLOSED = "this pager is finished or closed (iterated to the end, broken out of, "
+  .. "or closed): create a new one"
 
 -- The current slot, after starting whatever may start now; nil at the end.
 function Pager:_current()
-  if self.closed then return nil end
+  if self.closed then
+    if self.finished then return nil end
+    errors.usage(CLOSED)
+  end
   self:_fill()
   local slot = self.slots[1]
-  if not slot then self:close() return nil end
+  if not slot then
+    self.finished = true
+    self:close()
+    return nil
+  end
   return slot
 end
 
 function Pager:_next_record()
+  if self.closed then
+    if self.finished and not self.ended then self.ended = true return nil end
+    errors.usage(CLOSED)
+  end
   while true do
     local slot = self:_current()
-    if not slot then return nil end
+    if not slot then self.ended = true return nil end
     if slot ~= self.current then             -- a new page: does the next one wait for it?
       self.current = slot
-      self.want_envelope = self:_needs_envelope()
+      self.want_envelope = self.paging:needs_envelope()
     end
     local ok, rec = pcall(self._pull, self, slot)
     if not ok then self:_raise(rec, slot) end
@@ -297,8 +345,10 @@ end
 
 --- Iterate records. `for r in pager do` works everywhere; on Lua 5.4,
 -- `for r in pager() do` (or `pager:each()`) also passes a to-be-closed value,
--- so `break` releases the connections at once.
+-- so `break` releases the connections at once. A pager is iterated once:
+-- iterating it again after its end, a `break` or `close()` raises a usage error.
 function Pager:each()
+  if self.closed and (not self.finished or self.ended) then errors.usage(CLOSED) end
   return function() return self:_next_record() end, nil, nil, self
 end
 
@@ -307,12 +357,20 @@ function Pager.__call(self, ...)
   return self:_next_record()
 end
 
---- Iterate pages: `{ records = {...}, number = n, cursor = c, body = envelope }`.
+--- Iterate pages: `{ records = {...}, number = n, cursor = c, body = envelope,
+-- position = p }` where `cursor` is the cursor that fetched the page and
+-- `position` is where to resume after it (see the module's header).
 function Pager:pages()
+  if self.closed and (not self.finished or self.ended) then errors.usage(CLOSED) end
   local function nextpage()
+    if self.closed then
+      if self.finished and not self.ended then self.ended = true return nil end
+      errors.usage(CLOSED)
+    end
     local slot = self:_current()
-    if not slot then return nil end
+    if not slot then self.ended = true return nil end
     local recs, n = setmetatable({}, ARRAY_MT), 0
+    self.current = slot
     self.want_envelope = false
     while true do
       local ok, rec = pcall(self._pull, self, slot)
@@ -322,7 +380,8 @@ function Pager:pages()
       recs[n] = rec
     end
     self:_finish(slot)
-    return { records = recs, number = slot.number, cursor = slot.cursor, body = slot.envelope }
+    return { records = recs, number = slot.number, cursor = slot.cursor, body = slot.envelope,
+             position = self:position() }
   end
   return nextpage, nil, nil, self
 end
@@ -337,9 +396,21 @@ function Pager:collect()
   return all
 end
 
+--- Where a new pager resumes after the pages finished so far (nil before
+-- the first page is finished): `{ page = n | cursor = c | done = true, query = fp }`.
+function Pager:position()
+  if self.resumed_done then return { done = true, query = self.query_fp } end
+  local ok, pos = pcall(self.paging.position, self.paging)
+  if not ok then pos = self.last_position end
+  if pos then pos.query = self.query_fp end
+  self.last_position = pos
+  return pos
+end
+
 --- Stop iterating and release every connection (safe to call twice).
 function Pager:close()
   if self.closed then return end
+  self:position()                        -- keep it: the state machine is closed below
   self.closed = true
   self:_drop_slots()
   self.paging:stop()

@@ -29,8 +29,9 @@ local BODY = { POST = true, PUT = true, PATCH = true }
 -- Every option of converse.client that a vendor constructor passes through.
 local CLIENT_OPTIONS = {
   "headers", "timeout", "connect_timeout", "low_speed_time", "retries", "retry_budget",
-  "backoff", "rate_limit", "user_agent", "ca_file", "insecure", "max_body", "max_depth",
-  "big_integers", "verbose",
+  "backoff", "rate_limit", "user_agent", "ca_file", "insecure", "max_body", "max_error_body",
+  "max_depth", "max_record", "max_envelope", "big_integers", "verbose", "transport",
+  "on_event", "log",
 }
 
 --- Build the converse.client options of a vendor from the user's options.
