@@ -8,6 +8,7 @@
 #   make valgrind        spec suite under valgrind (Lua 5.4)
 #   make bench           benchmarks (bench/)
 #   make fuzz            libFuzzer on the JSON codec (clang)
+#   make lint            cppcheck and clang-tidy on src/ (checks in .clang-tidy)
 # LuaRocks passes CFLAGS, LIBFLAG, LUA_INCDIR, INST_LIBDIR, INST_LUADIR.
 
 LUA        ?= lua5.4
@@ -31,7 +32,7 @@ WARN        = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes \
               -Wstrict-prototypes -Wpointer-arith -Wcast-qual
 ALL_CFLAGS  = $(CFLAGS) $(WARN) -fPIC -D_POSIX_C_SOURCE=200809L \
               -I$(LUA_INCDIR) -I$(CURL_INCDIR)
-LIBS        = -L$(CURL_LIBDIR) -lcurl -lm
+LIBS        = -L$(CURL_LIBDIR) -lcurl -lz -lm
 
 SRCS   := $(wildcard src/*.c)
 OBJS   := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
@@ -41,7 +42,7 @@ INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
 INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
-.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json fuzz install clean
+.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json fuzz lint install clean
 
 all: $(CORE)
 
@@ -94,9 +95,19 @@ fuzz:
 	@for f in spec/fixtures/jsontestsuite/test_parsing/y_*.json; do \
 	  [ -f "$$f" ] && { printf '\003'; cat "$$f"; } > build/fuzz/corpus/$$(basename $$f); done; true
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
-	  src/*.c fuzz/json_fuzz.c -llua5.4 -lcurl -lm -o build/fuzz/json_fuzz
+	  src/*.c fuzz/json_fuzz.c -llua5.4 -lcurl -lz -lm -o build/fuzz/json_fuzz
 	build/fuzz/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/ build/fuzz/corpus
+
+# Static analysis; all must be clean. cppcheck: warnings, style,
+# performance and portability. clang-tidy: the checks in .clang-tidy (the
+# analyzer, bugprone-*, cert-*), every warning an error. luacheck (when
+# installed: Debian's lua-check) on the Lua code, settings in .luacheckrc.
+lint:
+	@if command -v luacheck >/dev/null; then luacheck -q lua spec bin bench examples; fi
+	cppcheck --enable=warning,style,performance,portability --std=c99 --error-exitcode=1 \
+	  --inline-suppr --quiet --suppress=missingIncludeSystem -Isrc -I$(LUA_INCDIR) src/*.c
+	clang-tidy --quiet src/*.c -- -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Isrc
 
 install: $(CORE)
 	install -d $(INST_LIBDIR)/converse $(INST_LUADIR)/converse $(INST_BINDIR)

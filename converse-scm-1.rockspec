@@ -21,6 +21,7 @@ dependencies = {
 }
 external_dependencies = {
    CURL = { library = "curl" },
+   ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
    type = "make",

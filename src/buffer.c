@@ -62,7 +62,8 @@ int cv_error_oom(lua_State *L, const char *what) {
   cv_error_push(L, "json", lua_tostring(L, -1));
   lua_pushliteral(L, CV_CODE_OOM);
   lua_setfield(L, -2, "code");
-  return lua_error(L);
+  lua_error(L);
+  CV_UNREACHABLE();
 }
 
 void cv_buf_open(lua_State *L) {

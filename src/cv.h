@@ -12,6 +12,15 @@
 
 #define CV_VERSION        "0.1.0"
 
+/* Functions that raise a Lua error never return (lua_error longjmps). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CV_NORETURN       __attribute__((noreturn))
+#define CV_UNREACHABLE()  __builtin_unreachable()
+#else
+#define CV_NORETURN
+#define CV_UNREACHABLE()  ((void)0)
+#endif
+
 /* JSON nesting: the default limit, and the most any option may ask for.
 ** The parser and the encoder recurse once per level; CV_JSON_DEPTH_MAX
 ** keeps that well inside a C stack (an nginx worker's or a coroutine's). */
@@ -48,14 +57,14 @@ static inline int cv_buf_reserve(cv_buf *b, size_t extra) {
   return b->cap - b->len >= extra ? 0 : cv_buf_grow(b, extra);
 }
 /* Raise the out-of-memory error object: kind "json", code CV_CODE_OOM. */
-int     cv_error_oom(lua_State *L, const char *what);
+CV_NORETURN int cv_error_oom(lua_State *L, const char *what);
 
 /* ---- errors.c ---------------------------------------------------------- */
 /* Push a new error object {kind=, message=} with the shared metatable. */
 void cv_error_push(lua_State *L, const char *kind, const char *msg);
 /* Build an error object from a printf-style message and raise it.
 ** Callers must not hold malloc'd memory that only they can free. */
-int cv_error_raise(lua_State *L, const char *kind, const char *fmt, ...);
+CV_NORETURN int cv_error_raise(lua_State *L, const char *kind, const char *fmt, ...);
 void cv_errors_open(lua_State *L);     /* creates the metatables */
 
 /* ---- json_encode.c ----------------------------------------------------- */
@@ -79,6 +88,50 @@ void     cv_decoder_push_envelope(lua_State *L, cv_decoder *d);
 uint64_t cv_decoder_count(const cv_decoder *d);
 void     cv_decoder_reset(cv_decoder *d);
 void     cv_decoder_trim(cv_decoder *d);    /* free the input buffers now (no more input) */
+
+/* ---- body.c (where response body bytes go; sans I/O) ------------------- */
+#include <zlib.h>
+
+enum { CV_ENC_IDENTITY, CV_ENC_GZIP, CV_ENC_DEFLATE, CV_ENC_UNKNOWN };
+enum {
+  CV_BODY_OK,                   /* keep handing over bytes */
+  CV_BODY_FULL,                 /* an error body reached its cap: read no more */
+  CV_BODY_TOO_BIG,              /* a text body went over max_body */
+  CV_BODY_DECODER,              /* the decoder refused bytes: its next() says why */
+  CV_BODY_OOM,
+  CV_BODY_BAD_ENCODING,
+  CV_BODY_TRUNCATED_ENCODING,
+  CV_BODY_PENDING               /* cv_body_finish: more to inflate once the decoder drains */
+};
+typedef struct cv_body {
+  cv_decoder *dec;              /* 2xx JSON: bytes go here; NULL: kept as text */
+  cv_buf      text;             /* text body or error body */
+  size_t      text_cap;         /* max_body, or max_error_body for an error body */
+  int         error_body, encoding, state, starved;
+  z_stream    z;
+  int         z_on, z_end;
+  cv_buf      held;             /* compressed bytes not inflated yet: held.p[used, len) */
+  size_t      used;
+  uint64_t    wire, decoded;    /* bytes handed over, bytes after decoding */
+} cv_body;
+/* CV_ENC_* of a Content-Encoding value (n bytes). */
+int    cv_body_encoding(const char *name, size_t n);
+void   cv_body_init(cv_body *b, cv_decoder *dec, int error_body, size_t text_cap, int encoding);
+void   cv_body_free(cv_body *b);
+/* May the transport hand over more bytes now? */
+int    cv_body_accepts(const cv_body *b);
+/* Take n wire bytes (all of them); inflate at most `limit` bytes now. */
+void   cv_body_write(cv_body *b, const char *p, size_t n, size_t limit);
+/* Inflate held bytes (at most `limit` out) now that the decoder may have room. */
+size_t cv_body_pump(cv_body *b, size_t limit);
+/* The decoder says it needs more bytes for its next record (1) or not (0). */
+void   cv_body_starve(cv_body *b, int starved);
+int    cv_body_drained(const cv_body *b);           /* nothing compressed is held */
+/* The wire body ended: inflate what is held (at most `limit` bytes now).
+** CV_BODY_OK: complete; CV_BODY_PENDING: call again once the decoder drained;
+** else why the body is bad. */
+int    cv_body_finish(cv_body *b, size_t limit);
+const char *cv_body_error(int state);               /* message for a failed state */
 
 /* ---- transport.c ------------------------------------------------------- */
 void cv_transport_open(lua_State *L);  /* registers the metatables; pushes core.transport */

@@ -26,7 +26,8 @@ int cv_error_raise(lua_State *L, const char *kind, const char *fmt, ...) {
   lua_pushvfstring(L, fmt, ap);
   va_end(ap);
   cv_error_push(L, kind, lua_tostring(L, -1));
-  return lua_error(L);
+  lua_error(L);
+  CV_UNREACHABLE();
 }
 
 /* Fallback __tostring until converse.errors installs the full one. */

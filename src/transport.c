@@ -1,21 +1,31 @@
 /*
-** transport.c -- moving bytes with libcurl's multi interface.
+** transport.c -- the libcurl transport: moving bytes with libcurl's multi
+** interface, behind the contract written down in lua/converse/transport/init.lua.
 **
-** A cv_transport owns one CURLM handle (connection, DNS and TLS session reuse
-** for every request of a client). A cv_transfer is one HTTP request on it.
-** Response bodies with a 2xx status go straight from libcurl's write
-** callback into the cv_transfer's streaming JSON decoder; Lua pulls records
-** from the decoder and the multi handle is driven only while the decoder
-** needs more bytes. Other bodies (errors) are kept, capped, as raw text.
+** A Transport owns one CURLM handle (connection, DNS and TLS session reuse
+** for every request of a client). A Transfer is one HTTP request on it.
+** Body bytes go from libcurl's write callback into the Transfer's cv_body
+** (body.c), which decodes gzip/deflate itself and feeds the streaming JSON
+** decoder, or keeps the text of a body without decoder or of an error
+** response (capped). Lua pulls records from the decoder; the multi handle is
+** driven only while the decoder needs more bytes.
 **
 ** Invariants:
 ** - libcurl callbacks never touch a lua_State, so no Lua error can longjmp
-**   through a libcurl frame. Errors found there are stashed in the cv_transfer
-**   and reported by the Lua-facing method that drives the transfer.
+**   through a libcurl frame. What they find is stashed in the Transfer and
+**   reported by the Lua-facing method that drives the transfer.
 ** - Redirects are not followed here: Lua decides where credentials may go.
-** - A cv_transfer pauses itself (CURL_WRITEFUNC_PAUSE) when its decoder holds
-**   more than HIGH_WATER unread bytes, so memory is bounded by the consumer.
-** - cv_transport and Transfers link to each other; closing either is safe in
+** - Content decoding is ours (CURLOPT_HTTP_CONTENT_DECODING off, our own
+**   Accept-Encoding: gzip, deflate), so that no decompressor ever produces
+**   more than cv_body lets it.
+** - A Transfer pauses itself while cv_body_accepts() says no, so memory is
+**   bounded by the consumer; a starved decoder (a record bigger than the
+**   high-water mark) always lets bytes in.
+** - Header lines after the final response head are trailers: they never
+**   change the status or the headers.
+** - No wait blocks longer than SLICE_MS without checking for a trapped
+**   signal (signals.c); a pending one ends the wait with "interrupted".
+** - Transport and Transfers link to each other; closing either is safe in
 **   any order, and closing twice is a no-op (__gc and __close share it).
 */
 #include <stdlib.h>
@@ -26,43 +36,58 @@
 
 #include "cv.h"
 
-#define TRANSPORT_MT   "converse.Transport"
-#define TRANSFER_MT    "converse.Transfer"
+#define TRANSPORT_MT     "converse.Transport"
+#define TRANSFER_MT      "converse.Transfer"
 
-#define HIGH_WATER     (4u << 20)     /* pause the transfer above this */
-#define LOW_WATER      (1u << 20)     /* and resume below this */
-#define RAW_CAP        (64u << 10)    /* error bodies kept up to this size */
+#define HEAD_CAP         ((size_t)256 << 10)  /* response head (all header lines) */
+#define ERROR_BODY_CAP   ((size_t)64 << 10)   /* default max_error_body */
+#define ERROR_BODY_SECS  5.0                  /* time an error body may take after its head */
+#define PUMP_LIMIT       ((size_t)4 << 20)    /* inflate output per callback */
+#define SLICE_MS         200                  /* longest wait between signal checks */
+#define RECV_BUFFER      (128L << 10)         /* libcurl's receive buffer */
+#define MAX_WAIT_SECS    86400.0
 
 typedef struct cv_transfer cv_transfer;
 
 typedef struct cv_transport {
-  CURLM    *multi;
-  cv_transfer *transfers;                /* live transfers, linked */
-  long      timeout_ms, connect_ms, low_speed_time;
-  int       insecure, verbose;
-  char     *ca_file, *user_agent;
+  CURLM       *multi;
+  cv_transfer *transfers;             /* live transfers, linked */
+  long         timeout_ms, connect_ms, low_speed_time;
+  int          insecure, verbose;
+  char        *ca_file, *user_agent;
+  unsigned long progress;             /* bumped by every callback that moved data */
 } cv_transport;
 
 enum { T_RUNNING, T_DONE, T_CLOSED };
+enum { ABORT_NONE, ABORT_HEAD, ABORT_BODY, ABORT_ERROR_BODY_DONE };
 
 struct cv_transfer {
   CURL        *easy;
-  cv_transport   *tr;
-  cv_transfer    *next, *prev;
+  cv_transport *tr;
+  cv_transfer *next, *prev;
   int          tr_ref, dec_ref;       /* registry refs keeping owners alive */
-  cv_decoder  *dec;                   /* NULL: body kept raw */
+  cv_decoder  *dec;                   /* for a 2xx body; NULL: keep it as text */
   struct curl_slist *headers;
   int          state;
   CURLcode     result;
   long         status;                /* of the final response */
-  int          headers_done, paused, oom;
-  size_t       raw_cap;
-  uint64_t     bytes;                 /* body bytes received */
-  cv_buf       head, raw;             /* header lines, raw body */
+  int          headers_done, paused, abort, eof_sent, encoding;
+  size_t       max_body, max_error_body;
+  double       head_time;             /* monotonic time of the final head */
+  cv_buf       head;                  /* header lines of the final response */
+  cv_body      body;
   char         errbuf[CURL_ERROR_SIZE];
 };
 
 /* ---- small helpers ----------------------------------------------------- */
+
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int is_2xx(const cv_transfer *t) { return t->status >= 200 && t->status < 300; }
 
 static cv_transport *check_transport(lua_State *L, int idx) {
   cv_transport *tr = (cv_transport *)luaL_checkudata(L, idx, TRANSPORT_MT);
@@ -76,11 +101,22 @@ static cv_transfer *check_transfer(lua_State *L, int idx) {
   return t;
 }
 
+/* Seconds from an option, as milliseconds clamped to [0, MAX_WAIT_SECS]. */
 static long opt_ms(lua_State *L, int idx, const char *key, long dflt) {
   long v = dflt;
   if (cv_getfield(L, idx, key) != LUA_TNIL) {
     lua_Number s = luaL_checknumber(L, -1);
-    v = s <= 0 ? 0 : (long)(s * 1000 + 0.5);
+    v = !(s > 0) ? 0 : s > MAX_WAIT_SECS ? (long)(MAX_WAIT_SECS * 1000) : (long)(s * 1000 + 0.5);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static size_t opt_size(lua_State *L, int idx, const char *key, size_t dflt) {
+  size_t v = dflt;
+  if (cv_getfield(L, idx, key) != LUA_TNIL) {
+    lua_Number n = luaL_checknumber(L, -1);
+    v = !(n > 0) ? 0 : n >= 1e15 ? (size_t)1e15 : (size_t)n;
   }
   lua_pop(L, 1);
   return v;
@@ -98,45 +134,59 @@ static char *opt_str(lua_State *L, int idx, const char *key) {
 
 /* ---- libcurl callbacks (no Lua here) ----------------------------------- */
 
+/* The final head is complete: decide where its body goes. */
+static void start_body(cv_transfer *t) {
+  int ok = is_2xx(t);
+  t->headers_done = 1;
+  t->head_time = mono_now();
+  cv_body_free(&t->body);
+  cv_body_init(&t->body, ok ? t->dec : NULL, !ok, ok ? t->max_body : t->max_error_body,
+               t->encoding);
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   cv_transfer *t = (cv_transfer *)ud;
   size_t len = size * n;
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {       /* a new response */
+  t->tr->progress++;
+  if (t->headers_done) return len;                      /* a trailer: never the status */
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {         /* a new response (after a 1xx) */
     const char *sp = memchr(p, ' ', len);
     t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
     t->head.len = 0;
-    t->headers_done = 0;
+    t->encoding = CV_ENC_IDENTITY;
     return len;
   }
-  if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {   /* end of headers */
-    if (t->status >= 200) t->headers_done = 1;       /* 1xx: another follows */
+  if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {     /* end of a head */
+    if (t->status >= 200) start_body(t);                /* 1xx: another head follows */
     return len;
   }
-  if (t->head.len + len > (1u << 20) || cv_buf_add(&t->head, p, len) != 0) return 0;
+  if (t->head.len + len > HEAD_CAP || cv_buf_add(&t->head, p, len) != 0) {
+    t->abort = ABORT_HEAD;
+    return 0;
+  }
+  if (len > 17 && curl_strnequal(p, "content-encoding:", 17))
+    t->encoding = cv_body_encoding(p + 17, len - 17);
   return len;
 }
 
 static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   cv_transfer *t = (cv_transfer *)ud;
   size_t len = size * n;
-  int ok = t->status >= 200 && t->status < 300;
-  if (ok && t->dec != NULL) {
-    if (cv_decoder_pending(t->dec) > HIGH_WATER) {
+  if (!t->headers_done) start_body(t);                  /* HTTP/0.9-like: no head */
+  if (!cv_body_accepts(&t->body)) {
+    if (t->body.state == CV_BODY_OK) {                  /* the consumer is behind */
       t->paused = 1;
       return CURL_WRITEFUNC_PAUSE;
     }
-    if (cv_decoder_feed(t->dec, p, len) != 0) return 0;   /* reported by next() */
-  } else if (t->raw.len < t->raw_cap) {
-    size_t room = t->raw_cap - t->raw.len;
-    if (cv_buf_add(&t->raw, p, len < room ? len : room) != 0) {
-      t->oom = 1;
-      return 0;
-    }
-  } else if (ok) {
-    t->oom = 1;                                       /* raw body over max_body */
+    t->abort = t->body.state == CV_BODY_FULL ? ABORT_ERROR_BODY_DONE : ABORT_BODY;
     return 0;
   }
-  t->bytes += len;
+  t->tr->progress++;
+  cv_body_write(&t->body, p, len, PUMP_LIMIT);
+  if (t->body.state == CV_BODY_FULL) {                  /* enough of an error body */
+    t->abort = ABORT_ERROR_BODY_DONE;
+    return 0;
+  }
   return len;
 }
 
@@ -152,27 +202,43 @@ static void finish_messages(cv_transport *tr) {
     if (t == NULL || t->state != T_RUNNING) continue;
     t->state = T_DONE;
     t->result = m->data.result;
-    if (t->dec != NULL && t->result == CURLE_OK) cv_decoder_eof(t->dec);
+    if (t->abort == ABORT_ERROR_BODY_DONE) t->result = CURLE_OK;   /* we stopped it */
+    tr->progress++;
   }
 }
 
-/* One round: wait up to wait_ms for activity, then let libcurl work. */
+/* One round: let libcurl work; when that moved nothing, wait up to wait_ms
+** for activity and let it work again. */
 static void drive(cv_transport *tr, int wait_ms) {
   int running = 0;
+  unsigned long before = tr->progress;
   curl_multi_perform(tr->multi, &running);
   finish_messages(tr);
-  if (wait_ms > 0 && running > 0) {
+  if (wait_ms > 0 && running > 0 && tr->progress == before) {
     curl_multi_poll(tr->multi, NULL, 0, wait_ms, NULL);
     curl_multi_perform(tr->multi, &running);
     finish_messages(tr);
   }
 }
 
-static void resume_if_drained(cv_transfer *t) {
-  if (t->paused && t->state == T_RUNNING && cv_decoder_pending(t->dec) < LOW_WATER) {
+/* Let a paused transfer go on once its body takes bytes again. */
+static void resume_if_ready(cv_transfer *t) {
+  if (t->paused && t->state == T_RUNNING && cv_body_accepts(&t->body)) {
     t->paused = 0;
     curl_easy_pause(t->easy, CURLPAUSE_CONT);   /* may call on_write at once */
   }
+}
+
+/* The wire is done: inflate what is held and, once all of it went into
+** the decoder, tell the decoder the body ended. A bad body is left in
+** body.state for push_failure. */
+static void settle(cv_transfer *t) {
+  int st;
+  if (t->state != T_DONE || t->eof_sent || t->result != CURLE_OK) return;
+  st = cv_body_finish(&t->body, PUMP_LIMIT);
+  if (st == CV_BODY_PENDING) return;
+  if (st == CV_BODY_OK && t->body.dec != NULL) cv_decoder_eof(t->body.dec);
+  t->eof_sent = 1;
 }
 
 /* Failures that trying again cannot mend: a bad URL, a certificate that
@@ -191,26 +257,43 @@ static int permanent(CURLcode rc) {
   }
 }
 
-/* Pushes nil, kind, message, permanent for a failed transfer; returns 4. */
-static int push_failure(lua_State *L, cv_transfer *t) {
-  const char *msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
+static int push_triple(lua_State *L, const char *kind, const char *msg, int perm) {
   lua_pushnil(L);
-  if (t->oom) {
-    lua_pushliteral(L, "network");
-    lua_pushliteral(L, "response body larger than max_body (or out of memory)");
-    lua_pushboolean(L, 1);
-    return 4;
-  }
-  switch (t->result) {
-    case CURLE_OPERATION_TIMEDOUT: lua_pushliteral(L, "timeout"); break;
-    default:                       lua_pushliteral(L, "network"); break;
-  }
+  lua_pushstring(L, kind);
   lua_pushstring(L, msg);
-  lua_pushboolean(L, permanent(t->result));
+  lua_pushboolean(L, perm);
   return 4;
 }
 
-/* ---- cv_transfer ---------------------------------------------------------- */
+/* The failure of a transfer as nil, kind, message, permanent (returns 4);
+** raises the out-of-memory error object. */
+static int push_failure(lua_State *L, cv_transfer *t) {
+  int bs = t->body.state;
+  if (t->abort == ABORT_HEAD)
+    return push_triple(L, "network", "response head larger than 256 KiB", 1);
+  if (bs == CV_BODY_OOM || (t->result == CURLE_OUT_OF_MEMORY && t->headers_done))
+    return cv_error_oom(L, "reading the response");
+  if (t->abort == ABORT_BODY || bs == CV_BODY_BAD_ENCODING || bs == CV_BODY_TRUNCATED_ENCODING
+      || bs == CV_BODY_TOO_BIG) {
+    if (t->encoding == CV_ENC_UNKNOWN)
+      return push_triple(L, "network", "response uses a Content-Encoding that was not asked for", 1);
+    return push_triple(L, "network", cv_body_error(bs), bs == CV_BODY_TOO_BIG);
+  }
+  if (t->result == CURLE_OUT_OF_MEMORY && !t->headers_done)
+    return push_triple(L, "network", "response head too large or malformed", 1);
+  if (t->result == CURLE_OPERATION_TIMEDOUT)
+    return push_triple(L, "timeout", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result), 0);
+  if (t->result == CURLE_OK)          /* ended without a failure, but not as expected */
+    return push_triple(L, "network", "the connection closed before the response was complete", 0);
+  return push_triple(L, "network", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result),
+                     permanent(t->result));
+}
+
+static int push_interrupted(lua_State *L) {
+  return push_triple(L, "interrupted", "interrupted by a signal", 1);
+}
+
+/* ---- Transfer ---------------------------------------------------------- */
 
 /* Detach from the transport and free libcurl state; refs are dropped by
 ** transfer_close, which has a lua_State. */
@@ -228,7 +311,7 @@ static void transfer_release(cv_transfer *t) {
   curl_slist_free_all(t->headers);
   t->headers = NULL;
   cv_buf_free(&t->head);
-  cv_buf_free(&t->raw);
+  cv_body_free(&t->body);
   if (t->dec != NULL) cv_decoder_trim(t->dec);
   t->dec = NULL;
 }
@@ -242,23 +325,17 @@ static int transfer_close(lua_State *L) {
   return 0;
 }
 
-/* t:headers() -> status, {name=value} | nil, kind, message */
-static int transfer_headers(lua_State *L) {
-  cv_transfer *t = check_transfer(L, 1);
-  const char *p, *end;
-  while (!t->headers_done && t->state == T_RUNNING) drive(t->tr, 1000);
-  if (!t->headers_done) return push_failure(L, t);
-  lua_pushinteger(L, t->status);
+/* Push the head's header lines as a table: lower-case names, repeats joined. */
+static void push_headers(lua_State *L, const cv_buf *head) {
+  const char *p = head->p, *end = head->p ? head->p + head->len : NULL;
   lua_newtable(L);
-  p = t->head.p;
-  end = p ? p + t->head.len : p;
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
-    const char *colon = memchr(p, ':', (size_t)((eol ? eol : end) - p));
-    const char *v, *ve = eol ? eol : end;
+    const char *ve = eol ? eol : end;
+    const char *colon = memchr(p, ':', (size_t)(ve - p));
     if (colon != NULL) {
       luaL_Buffer b;
-      const char *k;
+      const char *k, *v;
       for (v = colon + 1; v < ve && (*v == ' ' || *v == '\t'); v++) {}
       while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
       luaL_buffinit(L, &b);
@@ -278,50 +355,82 @@ static int transfer_headers(lua_State *L) {
     }
     p = eol ? eol + 1 : end;
   }
+}
+
+/* t:headers() -> status, {name=value} | nil, kind, message, permanent */
+static int transfer_headers(lua_State *L) {
+  cv_transfer *t = check_transfer(L, 1);
+  while (!t->headers_done && t->state == T_RUNNING) {
+    if (cv_signal_pending()) return push_interrupted(L);
+    drive(t->tr, SLICE_MS);
+  }
+  if (!t->headers_done || t->abort == ABORT_HEAD) return push_failure(L, t);
+  lua_pushinteger(L, t->status);
+  push_headers(L, &t->head);
   return 2;
 }
 
-/* t:next([skip]) -> record | nil (end of body) | nil, kind, message
+/* t:next([skip]) -> record | true | nil | core.EMPTY | nil, kind, message, permanent
 ** Records already in the decoder are handed out before a transport failure
 ** is reported, so a retried page skips as few records as possible. */
 static int transfer_next(lua_State *L) {
   cv_transfer *t = check_transfer(L, 1);
   int skip = lua_toboolean(L, 2);
   for (;;) {
-    int json = t->dec != NULL && t->headers_done && t->status >= 200 && t->status < 300;
+    int json = t->dec != NULL && t->headers_done && is_2xx(t) && t->abort != ABORT_HEAD;
     if (json) {
       int r;
-      if (t->state == T_DONE && t->result == CURLE_OK && t->bytes == 0) {
+      settle(t);
+      if (t->body.state != CV_BODY_OK && t->body.state != CV_BODY_DECODER)
+        return push_failure(L, t);
+      if (t->eof_sent && t->body.decoded == 0) {       /* a 2xx without a body */
         cv_push_empty(L);
         return 1;
       }
       r = skip ? cv_decoder_skip(L, t->dec) : cv_decoder_next(L, t->dec);
       if (r == CV_DEC_RECORD) {
-        resume_if_drained(t);
+        cv_body_starve(&t->body, 0);
         if (skip) lua_pushboolean(L, 1);
         return 1;
       }
       if (r == CV_DEC_DONE) { lua_pushnil(L); return 1; }
+      cv_body_starve(&t->body, 1);                      /* it needs more bytes */
+      if (cv_body_pump(&t->body, PUMP_LIMIT) > 0) continue;
+      if (t->state == T_DONE && t->result == CURLE_OK && !t->eof_sent) continue;
     }
     if (t->state == T_DONE) {
-      if (t->result != CURLE_OK) return push_failure(L, t);
+      if (t->result != CURLE_OK || t->abort == ABORT_HEAD || !t->headers_done)
+        return push_failure(L, t);
       lua_pushnil(L);                  /* no JSON body to read (non-2xx) */
       return 1;
     }
-    if (json) resume_if_drained(t);
-    drive(t->tr, 1000);
+    if (cv_signal_pending()) return push_interrupted(L);
+    resume_if_ready(t);
+    drive(t->tr, SLICE_MS);
   }
 }
 
-/* t:body() -> raw body text (after completion) | nil, kind, message */
+/* t:body() -> the body as text | nil, kind, message, permanent
+** An error body is read up to max_error_body, for ERROR_BODY_SECS at most. */
 static int transfer_body(lua_State *L) {
   cv_transfer *t = check_transfer(L, 1);
   while (t->state == T_RUNNING) {
-    if (t->dec != NULL) resume_if_drained(t);
-    drive(t->tr, 1000);
+    if (cv_signal_pending()) return push_interrupted(L);
+    if (t->headers_done && !is_2xx(t) && mono_now() - t->head_time > ERROR_BODY_SECS) {
+      curl_multi_remove_handle(t->tr->multi, t->easy);   /* enough waiting: use what came */
+      t->state = T_DONE;
+      t->result = CURLE_OK;
+      break;
+    }
+    resume_if_ready(t);
+    drive(t->tr, SLICE_MS);
   }
-  if (t->result != CURLE_OK) return push_failure(L, t);
-  lua_pushlstring(L, t->raw.p ? t->raw.p : "", t->raw.len);
+  if (t->result != CURLE_OK || t->abort == ABORT_HEAD) return push_failure(L, t);
+  while (cv_body_finish(&t->body, PUMP_LIMIT) == CV_BODY_PENDING) {}
+  if (t->body.state == CV_BODY_TOO_BIG || t->body.state == CV_BODY_OOM
+      || (t->body.state == CV_BODY_BAD_ENCODING && is_2xx(t)))
+    return push_failure(L, t);
+  lua_pushlstring(L, t->body.text.p ? t->body.text.p : "", t->body.text.len);
   return 1;
 }
 
@@ -341,7 +450,7 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-/* t:info() -> { status, bytes, connects, count, local_port, time, http_version, done } */
+/* t:info() -> { status, bytes, connects, reused, count, local_port, time, http_version, done } */
 static int transfer_info(lua_State *L) {
   cv_transfer *t = check_transfer(L, 1);
   long connects = 0, port = 0, version = 0;
@@ -350,10 +459,11 @@ static int transfer_info(lua_State *L) {
   curl_easy_getinfo(t->easy, CURLINFO_LOCAL_PORT, &port);
   curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
   curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   lua_pushinteger(L, t->status);      lua_setfield(L, -2, "status");
-  lua_pushnumber(L, (lua_Number)t->bytes); lua_setfield(L, -2, "bytes");
+  lua_pushnumber(L, (lua_Number)t->body.wire); lua_setfield(L, -2, "bytes");
   lua_pushinteger(L, connects);       lua_setfield(L, -2, "connects");
+  lua_pushboolean(L, connects == 0);  lua_setfield(L, -2, "reused");
   lua_pushinteger(L, port);           lua_setfield(L, -2, "local_port");
   lua_pushnumber(L, total);           lua_setfield(L, -2, "time");
   lua_pushinteger(L, version);        lua_setfield(L, -2, "http_version");
@@ -370,24 +480,77 @@ static int transfer_tostring(lua_State *L) {
   return 1;
 }
 
-/* ---- cv_transport --------------------------------------------------------- */
+/* ---- Transport --------------------------------------------------------- */
 
-/* tr:request{ method=, url=, headers={"K: V",...}, body=, decoder=, max_body= } */
+static void setup_easy(cv_transport *tr, cv_transfer *t, const char *url, const char *method,
+                       const char *body, size_t body_len) {
+  CURL *e = t->easy;
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)t);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)t);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, (void *)t);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);   /* body.c decodes */
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (tr->timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, tr->timeout_ms);
+  if (tr->connect_ms) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, tr->connect_ms);
+  if (tr->low_speed_time) {
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, tr->low_speed_time);
+  }
+  if (tr->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, tr->ca_file);
+  if (tr->insecure) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (tr->user_agent) curl_easy_setopt(e, CURLOPT_USERAGENT, tr->user_agent);
+  if (tr->verbose) curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+  if (strcmp(method, "GET") == 0) curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  else if (strcmp(method, "HEAD") == 0) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  else curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  if (body != NULL) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+  }
+}
+
+static void add_header(lua_State *L, cv_transfer *t, const char *line) {
+  struct curl_slist *s;
+  if (strpbrk(line, "\r\n") != NULL)
+    cv_error_raise(L, "usage", "header lines must not contain line breaks");
+  s = curl_slist_append(t->headers, line);
+  if (s == NULL) cv_error_oom(L, "building request headers");
+  t->headers = s;
+}
+
+/* tr:request{ method=, url=, headers={"K: V",...}, body=, decoder=, max_body=,
+**             max_error_body= } -> transfer */
 static int transport_request(lua_State *L) {
   cv_transport *tr = check_transport(L, 1);
   cv_transfer *t;
-  const char *method, *url;
-  size_t body_len = 0;
-  const char *body = NULL;
+  const char *method, *url, *body = NULL;
+  size_t body_len = 0, url_len;
   int i, n;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_getfield(L, 2, "method");
   method = luaL_optstring(L, -1, "GET");
   lua_getfield(L, 2, "url");
-  url = luaL_checkstring(L, -1);
+  url = luaL_checklstring(L, -1, &url_len);
   lua_getfield(L, 2, "body");
   if (!lua_isnil(L, -1)) body = luaL_checklstring(L, -1, &body_len);
   /* stack: 3 method, 4 url, 5 body */
+  if (strpbrk(method, " \t\r\n") != NULL || strlen(url) != url_len
+      || strpbrk(url, " \t\r\n") != NULL)
+    return cv_error_raise(L, "usage", "method and url must not contain spaces or line breaks");
 
   t = (cv_transfer *)lua_newuserdatauv(L, sizeof *t, 0);             /* 6 */
   memset(t, 0, sizeof *t);
@@ -396,12 +559,10 @@ static int transport_request(lua_State *L) {
   luaL_setmetatable(L, TRANSFER_MT);
 
   t->easy = curl_easy_init();
-  if (t->easy == NULL) return cv_error_raise(L, "network", "curl_easy_init failed");
+  if (t->easy == NULL) return cv_error_oom(L, "starting a transfer");
   t->state = T_RUNNING;
-  t->raw_cap = RAW_CAP;
-  if (cv_getfield(L, 2, "max_body") != LUA_TNIL)
-    t->raw_cap = (size_t)luaL_checknumber(L, -1);
-  lua_pop(L, 1);
+  t->max_body = opt_size(L, 2, "max_body", (size_t)256 << 20);
+  t->max_error_body = opt_size(L, 2, "max_error_body", ERROR_BODY_CAP);
   if (cv_getfield(L, 2, "decoder") != LUA_TNIL) {
     t->dec = cv_decoder_check(L, -1);
     t->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -411,61 +572,21 @@ static int transport_request(lua_State *L) {
   lua_pushvalue(L, 1);
   t->tr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
+  add_header(L, t, "Accept-Encoding: gzip, deflate");
   if (cv_getfield(L, 2, "headers") == LUA_TTABLE) {
     n = (int)lua_rawlen(L, -1);
     for (i = 1; i <= n; i++) {
-      struct curl_slist *s;
       lua_rawgeti(L, -1, i);
-      s = curl_slist_append(t->headers, luaL_checkstring(L, -1));
-      if (s == NULL) return cv_error_oom(L, "building request headers");
-      t->headers = s;
+      add_header(L, t, luaL_checkstring(L, -1));
       lua_pop(L, 1);
     }
   }
   lua_pop(L, 1);
 
-  curl_easy_setopt(t->easy, CURLOPT_URL, url);
-  curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (void *)t);
-  curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
-  curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, (void *)t);
-  curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, (void *)t);
-  curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
-  curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(t->easy, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
-  curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (tr->timeout_ms) curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, tr->timeout_ms);
-  if (tr->connect_ms) curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, tr->connect_ms);
-  if (tr->low_speed_time) {
-    curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_TIME, tr->low_speed_time);
-  }
-  if (tr->ca_file) curl_easy_setopt(t->easy, CURLOPT_CAINFO, tr->ca_file);
-  if (tr->insecure) {
-    curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (tr->user_agent) curl_easy_setopt(t->easy, CURLOPT_USERAGENT, tr->user_agent);
-  if (tr->verbose) curl_easy_setopt(t->easy, CURLOPT_VERBOSE, 1L);
-  if (strcmp(method, "GET") == 0) {
-    curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
-  } else if (strcmp(method, "HEAD") == 0) {
-    curl_easy_setopt(t->easy, CURLOPT_NOBODY, 1L);
-  } else {
-    curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, method);
-  }
-  if (body != NULL) {
-    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, body);
-  }
+  setup_easy(tr, t, url, method, body, body_len);
   if (curl_multi_add_handle(tr->multi, t->easy) != CURLM_OK) {
     transfer_release(t);
-    return cv_error_raise(L, "network", "cannot start transfer");
+    return cv_error_oom(L, "starting a transfer");
   }
   t->tr = tr;
   t->next = tr->transfers;
@@ -474,27 +595,28 @@ static int transport_request(lua_State *L) {
   return 1;
 }
 
-/* tr:wait(seconds): let every transfer progress for that long. */
+/* tr:wait(seconds) -> true, or false when a trapped signal cut it short.
+** Every transfer progresses meanwhile. Clamped to [0, one day]. */
 static int transport_wait(lua_State *L) {
   cv_transport *tr = check_transport(L, 1);
   lua_Number secs = luaL_checknumber(L, 2);
-  struct timespec now, end;
-  clock_gettime(CLOCK_MONOTONIC, &end);
-  end.tv_sec += (time_t)secs;
-  end.tv_nsec += (long)((secs - (lua_Number)(time_t)secs) * 1e9);
-  if (end.tv_nsec >= 1000000000L) { end.tv_sec++; end.tv_nsec -= 1000000000L; }
+  double end;
+  if (!(secs > 0)) secs = 0;
+  if (secs > MAX_WAIT_SECS) secs = MAX_WAIT_SECS;
+  end = mono_now() + secs;
   for (;;) {
-    long ms;
+    double left = end - mono_now();
     int running = 0;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    ms = (long)(end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
-    if (ms <= 0) break;
+    if (cv_signal_pending()) { lua_pushboolean(L, 0); return 1; }
+    if (left <= 0) break;
     curl_multi_perform(tr->multi, &running);
     finish_messages(tr);
-    curl_multi_poll(tr->multi, NULL, 0, (int)(ms > 1000 ? 1000 : ms), NULL);
+    curl_multi_poll(tr->multi, NULL, 0, left * 1000 > SLICE_MS ? SLICE_MS : (int)(left * 1000) + 1,
+                    NULL);
   }
   drive(tr, 0);
-  return 0;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int transport_close(lua_State *L) {
@@ -534,7 +656,7 @@ static int transport_new(lua_State *L) {
   tr->ca_file = opt_str(L, 1, "ca_file");
   tr->user_agent = opt_str(L, 1, "user_agent");
   tr->multi = curl_multi_init();
-  if (tr->multi == NULL) return cv_error_raise(L, "network", "curl_multi_init failed");
+  if (tr->multi == NULL) return cv_error_oom(L, "starting the transport");
   curl_multi_setopt(tr->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   return 1;
 }

@@ -214,18 +214,20 @@ function M:handle(req)
       applied[#applied + 1] = f.type
     end
   end
-  if not res then
-    res = dispatch(self, req)
-    res = maybe_gzip(self, req, res)
-  end
+  local fresh = not res
+  if fresh then res = dispatch(self, req) end
   if self.opts.chunked then res.chunked = true end
+  -- Faults change the content (truncate, invalid_utf8 ...) or the delivery
+  -- (drop, slow, chunked ...); gzip comes after both, as a server would
+  -- compress what it sends: a truncated body is a valid gzip of short JSON.
   for _, f in ipairs(hits) do
     if faults.TYPES[f.type] == "after" then
-      if f.type == "gzip" then res.force_gzip = true; res = maybe_gzip(self, req, res)
+      if f.type == "gzip" then res.force_gzip = true
       else faults.transform(f, res) end
       applied[#applied + 1] = f.type
     end
   end
+  if fresh or res.force_gzip then res = maybe_gzip(self, req, res) end
   local delay = http.duration(req.headers["x-mock-latency"]) or 0
   res.delay = (res.delay or 0) + self.latency + delay
   entry.status = res.status or 200
