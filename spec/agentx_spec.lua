@@ -41,9 +41,9 @@ describe("converse.agentx", function()
       assert.are.equal(converse.agentx, converse.deepconverse)
       local c = converse.deepconverse { api_key = KEY }
       assert.are.equal("https://api.converseapps.com", c.client.base_url)
-      assert.are.equal(3, c.client.rate_limit)
-      assert.are.equal(1, c.client.rate_window)
-      assert.is_nil(converse.agentx { api_key = KEY, rate_limit = false }.client.rate_limit)
+      assert.are.equal(3, c.client.limiter.limit)
+      assert.are.equal(1, c.client.limiter.window)
+      assert.is_nil(converse.agentx { api_key = KEY, rate_limit = false }.client.limiter.limit)
     end)
 
     it("requires api_key; bot_name must be a string", function()
@@ -140,7 +140,8 @@ describe("converse.agentx", function()
     -- The messages of seed 004's sample, out of order.
     local SAMPLE = {
       { _id = "3", time = 1744651793.839, type = "Question", conversationId = "c",
-        outMsg = { steps = { { text = "Here are the details for Comfort Headphones:\n\n💲 Price: $89.99\n📦 In Stock: Yes" },
+        outMsg = { steps = { { text = "Here are the details for Comfort Headphones:\n\n"
+                                        .. "💲 Price: $89.99\n📦 In Stock: Yes" },
                              { text = "Did that answer your question?" } },
                    options = { { txt = "Yes" }, { txt = "No" } } } },
       { _id = "1", time = 1744651778.652, type = "Question", conversationId = "c",

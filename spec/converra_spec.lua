@@ -35,15 +35,15 @@ describe("converse.converra", function()
     it("defaults to the seed's base URL and the free plan's 60 requests/minute", function()
       local c = converse.converra { api_key = KEY }
       assert.are.equal("https://converra.ai/api/v1", c.client.base_url)
-      assert.are.same({ 60, 60 }, { c.client.rate_limit, c.client.rate_window })
+      assert.are.same({ 60, 60 }, { c.client.limiter.limit, c.client.limiter.window })
     end)
 
     it("sets the rate limit from the plan; rate_limit overrides it", function()
       local pro = converse.converra { api_key = KEY, plan = "pro" }
-      assert.are.same({ 300, 60 }, { pro.client.rate_limit, pro.client.rate_window })
-      assert.is_nil(converse.converra { api_key = KEY, plan = "enterprise" }.client.rate_limit)
+      assert.are.same({ 300, 60 }, { pro.client.limiter.limit, pro.client.limiter.window })
+      assert.is_nil(converse.converra { api_key = KEY, plan = "enterprise" }.client.limiter.limit)
       local own = converse.converra { api_key = KEY, plan = "free", rate_limit = { per_second = 5 } }
-      assert.are.same({ 5, 1 }, { own.client.rate_limit, own.client.rate_window })
+      assert.are.same({ 5, 1 }, { own.client.limiter.limit, own.client.limiter.window })
       usage(function() local _ = converse.converra { api_key = KEY, plan = "gold" } end, "plan")
       usage(function() local _ = converse.converra { plan = "pro" } end, "api_key")
     end)

@@ -1,7 +1,7 @@
 --- Generic REST client for any JSON API (SPEC §2 "Generic client").
 -- A client is configuration plus the state its requests share: the
 -- transport (libcurl standalone, cosockets inside nginx; see
--- converse.transport for the contract), rate limiters, paused endpoints and
+-- converse.transport for the contract), the rate limiter (with 429 pauses) and
 -- the secrets scrubbed from errors. The life cycle of a request (throttle,
 -- start, redirects, retries, reading) lives in converse.request, which the
 -- pager uses too.
@@ -9,6 +9,7 @@
 local core      = require "converse.core"
 local errors    = require "converse.errors"
 local query     = require "converse.query"
+local ratelimit = require "converse.ratelimit"
 local request   = require "converse.request"
 local transport = require "converse.transport"
 
@@ -19,6 +20,12 @@ local M = {}
 local Client = {}
 Client.__index = Client
 M.Client = Client
+
+--- Default limits: a record of a page (16 MiB keeps a paging process
+-- under 64 MB whatever the server sends), and a body read whole (`get`,
+-- `raw`), which is held in memory anyway.
+M.MAX_RECORD = 16 * 1024 * 1024
+M.MAX_BODY = 256 * 1024 * 1024
 
 local OPTION_TYPES = {
   base_url = "string", auth = "table", headers = "table", timeout = "number",
@@ -40,28 +47,13 @@ local function check_options(opts)
   end
   for _, k in ipairs { "retries", "retry_budget", "timeout", "connect_timeout", "low_speed_time" } do
     local v = opts[k]
-    if v ~= nil and not (v >= 0) then errors.usage(("option '%s' must be >= 0"):format(k)) end
+    if v ~= nil and not (v >= 0) then   -- luacheck: ignore 581 (NaN too)
+      errors.usage(("option '%s' must be >= 0"):format(k))
+    end
   end
   if opts.retries ~= nil and opts.retries % 1 ~= 0 then
     errors.usage("option 'retries' must be a whole number")
   end
-end
-
--- { per_second = n } | { per_minute = n } | { limit = n, window = s } -> limit, window
-local function rate_spec(rl)
-  if rl == nil then return nil end
-  local limit, window
-  if rl.per_second then limit, window = rl.per_second, 1
-  elseif rl.per_minute then limit, window = rl.per_minute, 60
-  elseif rl.limit and rl.window then limit, window = rl.limit, rl.window
-  else errors.usage("rate_limit needs per_second, per_minute or limit + window") end
-  if type(limit) ~= "number" or limit < 1 or limit % 1 ~= 0 then
-    errors.usage("rate_limit: a whole number of requests >= 1 expected")
-  end
-  if type(window) ~= "number" or not (window > 0) then
-    errors.usage("rate_limit: the window must be a positive number of seconds")
-  end
-  return limit, window
 end
 
 -- The `log` option: a level name ("debug", "info", "warn"; lines go to
@@ -106,19 +98,17 @@ function M.new(opts)
     backoff_base = opts.backoff and opts.backoff.base or 0.5,
     backoff_cap = opts.backoff and opts.backoff.cap or 30,
     decoder_opts = { max_depth = opts.max_depth, max_body = opts.max_body,
-                     max_record = opts.max_record, max_envelope = opts.max_envelope,
-                     big_integers = opts.big_integers },
-    max_body = opts.max_body or 256 * 1024 * 1024,
+                     max_record = opts.max_record or M.MAX_RECORD,
+                     max_envelope = opts.max_envelope, big_integers = opts.big_integers },
+    max_body = opts.max_body or M.MAX_BODY,
     max_error_body = opts.max_error_body or 64 * 1024,
     headers = {},          -- "Name: value" lines sent everywhere
     secret_headers = {},   -- sent only to the configured origin
     secrets = {},          -- values scrubbed from every error
-    limiters = {},
-    paused = {},           -- endpoint -> monotonic time before which nothing starts
     on_event = opts.on_event,
     log = logger(opts.log),
+    max_record_given = opts.max_record ~= nil,
   }, Client)
-  self.rate_limit, self.rate_window = rate_spec(opts.rate_limit)
   local auth = opts.auth
   if auth then
     if auth.bearer then
@@ -131,6 +121,7 @@ function M.new(opts)
       errors.usage("auth must be { header = name, value = key } or { bearer = token }")
     end
   end
+  self.limiter = ratelimit.new(opts.rate_limit, { secret = self.secrets[1] })
   self.headers[#self.headers + 1] = "Accept: application/json"
   for k, v in pairs(opts.headers or {}) do
     if type(k) ~= "string" then errors.usage("headers: names must be HTTP tokens") end
@@ -163,7 +154,8 @@ function Client:_request_spec(method, path, opts)
     method = method, url = url, endpoint = query.endpoint(url), body = body,
     idempotent = opts.idempotent, raw = opts.raw, headers = opts.headers,
     decoder_opts = { whole = true, max_depth = d.max_depth, max_body = d.max_body,
-                     max_record = d.max_record, big_integers = d.big_integers },
+                     max_record = self.max_record_given and d.max_record or self.max_body,
+                     big_integers = d.big_integers },
   }
 end
 

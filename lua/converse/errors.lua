@@ -72,6 +72,10 @@ local function secret_forms(secret)
   return { secret }
 end
 
+-- Shorter secrets are not searched for: they would redact ordinary words
+-- (a 1-letter test key would turn "network" into "networREDACTED").
+M.MIN_SECRET = 4
+
 --- Remove every secret from a string (any letter case, raw or percent-encoded).
 -- @tparam string s
 -- @tparam table secrets array of secret strings
@@ -79,7 +83,7 @@ end
 function M.scrub_string(s, secrets)
   if type(s) ~= "string" or not secrets then return s end
   for _, secret in ipairs(secrets) do
-    if #secret > 0 then
+    if #secret >= M.MIN_SECRET then
       for _, form in ipairs(secret_forms(secret)) do s = redact_secret(s, form) end
     end
   end

@@ -2,7 +2,7 @@
 -- throttle → start → await the head (redirects, retries) → read → raise.
 --
 -- Everything here works on a client (its configuration and its mutable
--- state: rate limiters, paused endpoints, secrets, transport) and a request
+-- state: its limiter, secrets and transport) and a request
 -- spec `req` = { method=, url=, endpoint=, body=, headers=, idempotent=,
 -- raw=, decoder_opts= }, with `st` = { attempts=, started=, status=,
 -- headers= } carrying the count of attempts across calls (a page fetched
@@ -106,40 +106,16 @@ local function wait(client, seconds, req, st)
   end
 end
 
--- Wait until the endpoint may take one more request: a 429 pause first,
--- then the client-side rate limiter.
+-- Wait until the client's limiter lets one more request to the endpoint
+-- start (a 429 pause, then the rate limit; see converse.ratelimit).
 local function throttle(client, req, st)
   local endpoint = req.endpoint
-  local paused = client.paused[endpoint]
-  if paused then
-    local w = paused - now()
-    if w > 0 then
-      M.emit(client, { type = "rate_limit", endpoint = endpoint, wait = w, paused = true })
-      wait(client, w, req, st)
-    end
-    client.paused[endpoint] = nil
-  end
-  if not client.rate_limit then return end
-  local lim = client.limiters[endpoint]
-  if not lim then
-    -- 2% and 10 ms of margin: the server counts arrivals, we count departures
-    lim = core.limiter(client.rate_limit, client.rate_window * 1.02 + 0.01)
-    client.limiters[endpoint] = lim
-  end
   while true do
-    local w = lim:take(now())
+    local w, paused = client.limiter:take(endpoint, now())
     if w <= 0 then return end
-    M.emit(client, { type = "rate_limit", endpoint = endpoint, wait = w })
+    M.emit(client, { type = "rate_limit", endpoint = endpoint, wait = w, paused = paused or false })
     wait(client, w, req, st)
   end
-end
-
--- After a 429: no request to this endpoint starts before the server's delay.
-local function pause(client, endpoint, seconds)
-  local until_ = now() + seconds
-  if (client.paused[endpoint] or 0) < until_ then client.paused[endpoint] = until_ end
-  local lim = client.limiters[endpoint]
-  if lim then lim:pause_until(until_) end
 end
 
 -- ---- the life cycle -------------------------------------------------------------
@@ -219,8 +195,8 @@ function M.retry(client, err, req, st, headers, permanent)
   M.emit(client, { type = "retry", method = req.method, url = errors.redact_url(req.url),
                    attempt = st.attempts, wait = x, reason = err.status and ("HTTP " .. err.status)
                    or err.kind, status = err.status, kind = err.kind })
-  if err.status == 429 then
-    pause(client, req.endpoint, x)          -- start() waits for it, with every other request
+  if err.status == 429 then                 -- start() waits for it, with every other request
+    client.limiter:pause(req.endpoint, x, now())
   else
     wait(client, x, req, st)
   end
