@@ -238,4 +238,180 @@ describe("converse.client", function()
       end).kind)
     end)
   end)
+
+  describe("servers that lie about pages", function()
+    it("does not take pages that only start alike (heartbeat first records) for repeats", function()
+      local srv = helper.hostile [[
+        return function(req)
+          local p = tonumber(req.target:match("[?&]page=(%d+)"))
+          local n = p <= 4 and 4 or 2
+          return response(200, json_array(n, function(i)
+            if i == 1 then return '{"event":"heartbeat"}' end
+            return ('{"id":%d}'):format(p * 10 + i)
+          end))
+        end]]
+      local all = converse.client { base_url = srv.url }
+        :paginate("/", { page_size = 4, concurrency = 2 }):collect()
+      srv:stop()
+      assert.are.equal(4 * 4 + 2, #all)
+    end)
+
+    it("raises REPEATED_PAGE before a repeated page is handed out", function()
+      local srv = helper.hostile [[
+        return function() return response(200, json_array(3, function(i)
+          return '{"id":' .. i .. '}' end)) end]]
+      local seen = 0
+      local err = raises(function()
+        for _ in converse.client { base_url = srv.url }:paginate("/", { page_size = 3 }) do
+          seen = seen + 1
+        end
+      end)
+      srv:stop()
+      assert.are.equal("REPEATED_PAGE", err.code)
+      assert.are.equal(3, seen)
+    end)
+
+    for _, lie in ipairs { "9223372036854775807", "1e19", "1e300", "1e400", "2.7", "-3", '"many"' } do
+      it("raises BAD_PAGE_COUNT for a page count of " .. lie .. ", never stops silently", function()
+        local srv = helper.hostile(([[
+          return function(req)
+            return response(200, '{"data":[{"id":1},{"id":2}],"pages":%s}')
+          end]]):format(lie))
+        local err = raises(function()
+          converse.client { base_url = srv.url }:paginate("/", {
+            records = "data", total_pages = "pages", page_size = 2 }):collect()
+        end)
+        srv:stop()
+        assert.are.equal("BAD_PAGE_COUNT", err.code)
+        assert.are.equal("http", err.kind)
+      end)
+    end
+
+    it("reads on through short pages up to the announced count", function()
+      local srv = helper.hostile [[
+        return function(req)
+          local p = tonumber(req.target:match("[?&]page=(%d+)"))
+          local n = ({ 3, 1, 3 })[p] or 0
+          return response(200, ('{"data":%s,"pages":3}'):format(json_array(n, function(i)
+            return ('{"id":%d}'):format(p * 10 + i) end)))
+        end]]
+      local all = converse.client { base_url = srv.url }:paginate("/", {
+        records = "data", total_pages = "pages", page_size = 3 }):collect()
+      srv:stop()
+      assert.are.equal(7, #all)
+    end)
+
+    it("raises PAGE_COUNT_MISMATCH for an empty page before the announced end", function()
+      local srv = helper.hostile [[
+        return function(req)
+          local p = tonumber(req.target:match("[?&]page=(%d+)"))
+          local data = p == 1 and '[{"id":1},{"id":2}]' or "[]"
+          return response(200, '{"data":' .. data .. ',"pages":5}')
+        end]]
+      local err = raises(function()
+        converse.client { base_url = srv.url }:paginate("/", {
+          records = "data", total_pages = "pages", page_size = 2, concurrency = 1 }):collect()
+      end)
+      srv:stop()
+      assert.are.equal("PAGE_COUNT_MISMATCH", err.code)
+    end)
+  end)
+
+  describe("resuming", function()
+    it("gives the position after each page; a new pager resumes there, nothing re-read", function()
+      local positions, first = {}, {}
+      for page in calls_pager(cz(), 100):pages() do
+        positions[#positions + 1] = page.position
+        for _, r in ipairs(page.records) do first[#first + 1] = tostring(r.call_id) end
+      end
+      assert.are.equal(3, #positions)
+      assert.are.equal(2, positions[1].page)
+      assert.is_true(positions[3].done)
+      local rest = ids(calls_pager(cz(), 100, { resume = positions[1] }):collect())
+      assert.are.same({ (table.unpack or unpack)(first, 101) }, rest)
+      assert.are.equal(0, #calls_pager(cz(), 100, { resume = positions[3] }):collect())
+    end)
+
+    it("resumes a cursor pager with the cursor of the next page, not the one that fetched it", function()
+      local api = converse.client { base_url = mock.url .. "/agentx",
+                                    auth = { header = "x-api-key", value = KEY } }
+      local Q = { start_time = 0, end_time = 4102444800, bot_name = "r3-218210", per_page = 40 }
+      local function pager(resume)
+        return api:paginate("/conversations/export/v1/conversations",
+          { style = "cursor", records = "data", query = Q, resume = resume })
+      end
+      local p = pager()
+      local page = p:pages()()
+      assert.are.equal(40, #page.records)
+      assert.are.same(page.position, p:position())
+      p:close()
+      local pos = page.position
+      assert.is_string(pos.cursor)
+      assert.are_not.equal(page.cursor, pos.cursor)
+      local rest = pager(pos):collect()
+      assert.are.equal(130 - 40, #rest)
+      local all = pager():collect()
+      assert.are.equal(all[41]._id, rest[1]._id)
+    end)
+
+    it("refuses a position taken from another query", function()
+      local pos = calls_pager(cz(), 100):pages()().position
+      local err = raises(function() calls_pager(cz(), 50, { resume = pos }) end)
+      assert.are.equal("usage", err.kind)
+      assert.matches("another query", err.message)
+    end)
+  end)
+
+  describe("a pager is iterated once", function()
+    it("raises a usage error when iterated again after its end", function()
+      local p = calls_pager(cz(), 100)
+      assert.are.equal(CALLS, #p:collect())
+      local err = raises(function() for _ in p do end end)
+      assert.are.equal("usage", err.kind)
+    end)
+
+    it("raises a usage error when iterated after close() or a break", function()
+      local p = calls_pager(cz(), 10)
+      for _ in p:each() do break end
+      p:close()
+      assert.are.equal("usage", raises(function() for _ in p do end end).kind)
+      if _VERSION == "Lua 5.4" then
+        local q = calls_pager(cz(), 10)
+        for _ in q() do break end                   -- the to-be-closed value closes it
+        assert.are.equal("usage", raises(function() for _ in q do end end).kind)
+      end
+    end)
+  end)
+
+  describe("events", function()
+    it("reports requests, responses, pages, retries and rate-limit waits", function()
+      mock:control { type = "status", status = 503, path = "/converz/api/v1/calls", times = 1 }
+      local seen = {}
+      local api = cz { on_event = function(ev) seen[#seen + 1] = ev end,
+                       rate_limit = { per_second = 1000 } }
+      calls_pager(api, 100, { concurrency = 1 }):collect()
+      local kinds = {}
+      for _, ev in ipairs(seen) do kinds[ev.type] = (kinds[ev.type] or 0) + 1 end
+      assert.are.equal(3, kinds.page)
+      assert.are.equal(1, kinds.retry)
+      assert.is_true(kinds.request >= 4)
+      for _, ev in ipairs(seen) do
+        if ev.type == "retry" then
+          assert.are.equal(503, ev.status)
+          assert.is_number(ev.wait)
+        end
+        if ev.url then assert.is_nil(ev.url:find(KEY, 1, true)) end
+      end
+    end)
+
+    it("writes log lines through log.write at the chosen level, and nothing by default", function()
+      mock:control { type = "status", status = 503, path = "/converz/api/v1/calls", times = 1 }
+      local lines = {}
+      calls_pager(cz { log = { level = "warn", write = function(l) lines[#lines + 1] = l end } },
+        100):collect()
+      assert.are.equal(1, #lines)
+      assert.matches("^converse: retry GET", lines[1])
+      assert.are.equal("usage", raises(function() cz { log = "loud" } end).kind)
+    end)
+  end)
 end)

@@ -66,7 +66,7 @@ function conn_mt:send(s)
   end
   return true
 end
-function conn_mt:sleep(s) socket.sleep(s) end
+function conn_mt.sleep(_, s) socket.sleep(s) end
 function conn_mt:close() self.dead = true self.sock:close() end
 
 local function read_request(c)
