@@ -36,6 +36,7 @@ run() { # name lua build [wrapper...]
 case $mode in
   normal)
     for lua in ${LUAS:-lua5.4 luajit lua5.1 lua5.2 lua5.3}; do
+      case $lua in lua5.[123]) export CONVERSE_MOCK_LUA=lua5.4 ;; *) unset CONVERSE_MOCK_LUA ;; esac
       run "$lua" "$lua" "build/$lua"
     done ;;
   asan)

@@ -332,9 +332,9 @@ static int paging_learn(lua_State *L) {
   if (p->style == S_AUTO) drop_cursor(p);
   if (counted > 0 && (p->style == S_PAGE || p->style == S_AUTO)) p->total = total;
   if (p->style == S_AUTO) {
-    if (has_more == 0) p->last = 1;
-    else if (has_more == 1) p->more = 1;
-    else if (counted <= 0 && bare) p->last = 1;   /* an envelope without paging: one page */
+    /* has_more says it; else an envelope without paging fields is one page */
+    p->more = has_more == 1;
+    p->last = has_more == 0 || (has_more < 0 && counted <= 0 && bare);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -393,16 +393,15 @@ static int paging_finish(lua_State *L) {
     case S_PAGE:
     case S_AUTO:
       if (p->style == S_AUTO && (p->cursor != NULL || p->more)) break;
-      if ((p->style == S_AUTO && p->last) || (known && number >= p->total)) {
-        p->stopped = p->complete = 1;
-      } else if (known && count == 0) {
+      if (known && count == 0 && number < p->total && !(p->style == S_AUTO && p->last)) {
         p->stopped = 1;
         return answer(L, "PAGE_COUNT_MISMATCH",
                       lua_pushfstring(L, "page %d is empty but the page count is %d",
                                       (int)number, (int)p->total));
-      } else if (!known && (count == 0 || shrt)) {
-        p->stopped = p->complete = 1;
       }
+      if ((p->style == S_AUTO && p->last) || (known && number >= p->total)
+          || (!known && (count == 0 || shrt)))
+        p->stopped = p->complete = 1;
       break;
     case S_NONE:
       p->stopped = p->complete = 1;

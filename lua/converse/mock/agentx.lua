@@ -161,7 +161,7 @@ local function lower_bound(list, t)
   return lo
 end
 
-local function export(self, req, list)
+local function export(_, req, list)
   local a = req.args
   for _, name in ipairs({ "start_time", "end_time", "bot_name" }) do
     if a[name] == nil or a[name] == "" then return err(400, name .. " is required") end

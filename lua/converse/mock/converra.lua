@@ -211,7 +211,8 @@ local function routes(self, req)
     { "GET", "/agents/([^/]+)/step%-failures", function(_, id)
       if not find(self.agents, id) then return missing("agent") end
       return util.json(200, { agentId = id, period = "30d", steps = json.array({
-        { step = "collect_email", failures = 12, rate = 0.08 }, { step = "verify_order", failures = 4, rate = 0.02 } }) })
+        { step = "collect_email", failures = 12, rate = 0.08 },
+        { step = "verify_order", failures = 4, rate = 0.02 } }) })
     end },
     { "GET", "/optimizations", function() return list(req, self.optimizations, filter_agent) end },
     { "POST", "/optimizations", function() return with(req, function(b)
@@ -282,7 +283,9 @@ local function routes(self, req)
     end) end },
     { "POST", "/benchmarks/bulk", function() return with(req, function(b)
       if b.action ~= "delete" then return invalid("action must be \"delete\"", "action") end
-      if type(b.jobIds) ~= "table" or #b.jobIds == 0 then return invalid("jobIds must be a non-empty array", "jobIds") end
+      if type(b.jobIds) ~= "table" or #b.jobIds == 0 then
+        return invalid("jobIds must be a non-empty array", "jobIds")
+      end
       local deleted, nf = json.array(), json.array()
       for _, jid in ipairs(b.jobIds) do
         local hit

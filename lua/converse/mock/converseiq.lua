@@ -73,7 +73,9 @@ function M:reset()
   self.bots = { rng:uuid() }
   local ws = self.workspace
   ws.channels = json.array()
-  for _, c in ipairs(self.channels) do ws.channels[#ws.channels + 1] = ordered({ id = c.id, type = c.type }, { "id", "type" }) end
+  for _, c in ipairs(self.channels) do
+    ws.channels[#ws.channels + 1] = ordered({ id = c.id, type = c.type }, { "id", "type" })
+  end
   ws.bots = json.array({ self.bots[1] })
   self.contacts, self.contact_by = {}, {}
   for i = 1, o.contacts or 40 do

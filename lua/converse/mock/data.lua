@@ -56,7 +56,7 @@ function M:chance(p) return self:float() < p end
 -- @treturn string
 function M:hex(n)
   local out = {}
-  for i = 1, n, 4 do out[#out + 1] = format("%04x", self:int(0, 65535)) end
+  for _ = 1, n, 4 do out[#out + 1] = format("%04x", self:int(0, 65535)) end
   local s = concat(out)
   return s:sub(1, n)
 end

@@ -227,7 +227,7 @@ function M.main(args)
   if not rawget(_G, "jit") then pcall(collectgarbage, "generational") end
   -- Freeing one large block raises glibc's mmap threshold, so the response
   -- write buffers come from the heap instead of a fresh mmap each time.
-  local big = string.rep(" ", 4 * 1048576)   -- luacheck: ignore 311
+  local big = string.rep(" ", 4 * 1048576)   -- luacheck: ignore 231 311
   big = nil                                    -- luacheck: ignore 311
   collectgarbage("collect")
   io.stdout:write(srv.url, "\n")

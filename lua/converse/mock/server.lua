@@ -84,7 +84,7 @@ local function sleep(self, conn, seconds)
 end
 
 -- Read one request; returns req, or nil when the peer closed (or it was bad).
-local function read_request(self, conn)
+local function read_request(_, conn)
   local buf = conn.buf
   local e = find(buf, "\r\n\r\n", 1, true)
   while not e do
@@ -270,7 +270,7 @@ function M:step(timeout)
   if self.closed then return end
   timeout = timeout or 1
   local now = gettime()
-  for conn, t in pairs(self.sleepers) do
+  for _, t in pairs(self.sleepers) do
     if t - now < timeout then timeout = t - now end
   end
   if timeout < 0 then timeout = 0 end
