@@ -14,10 +14,17 @@ description = {
    ]],
    license = "MIT",
 }
+-- Runtime: luasocket (the mock server, `converse mock`) and argparse (the
+-- command line). The SQLite sink of converse.sync needs luasql-sqlite3 when
+-- it is used. lua-cjson and busted are needed by the tests only.
 dependencies = {
    "lua >= 5.1",
-   "lua-cjson",
    "luasocket",
+   "argparse",
+}
+test_dependencies = {
+   "busted",
+   "lua-cjson",
 }
 external_dependencies = {
    CURL = { library = "curl" },
