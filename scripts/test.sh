@@ -42,10 +42,11 @@ case $mode in
   asan)
     libasan=$(gcc -print-file-name=libasan.so)
     libubsan=$(gcc -print-file-name=libubsan.so)
+    CONVERSE_SANITIZER=asan \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       run "Lua 5.4 (ASan+UBSan)" lua5.4 build/asan env LD_PRELOAD="$libasan:$libubsan" ;;
   valgrind)
-    CONVERSE_VALGRIND=1 run "Lua 5.4 (valgrind)" lua5.4 build/lua5.4 \
+    CONVERSE_SANITIZER=valgrind CONVERSE_VALGRIND=1 run "Lua 5.4 (valgrind)" lua5.4 build/lua5.4 \
       valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
                --trace-children=no ;;
 esac

@@ -46,6 +46,7 @@
 #define SLICE_MS         200                  /* longest wait between signal checks */
 #define RECV_BUFFER      (128L << 10)         /* libcurl's receive buffer */
 #define MAX_WAIT_SECS    86400.0
+#define IDLE_EASY        8                    /* finished easy handles kept for reuse */
 
 typedef struct cv_transfer cv_transfer;
 
@@ -56,6 +57,8 @@ typedef struct cv_transport {
   int          insecure, verbose;
   char        *ca_file, *user_agent;
   unsigned long progress;             /* bumped by every callback that moved data */
+  CURL        *idle[IDLE_EASY];       /* easy handles to reuse (their receive buffer too) */
+  int          nidle;
 } cv_transport;
 
 enum { T_RUNNING, T_DONE, T_CLOSED };
@@ -71,7 +74,7 @@ struct cv_transfer {
   int          state;
   CURLcode     result;
   long         status;                /* of the final response */
-  int          headers_done, paused, abort, eof_sent, encoding;
+  int          headers_done, paused, abort, eof_sent, encoding, keep_decoder;
   size_t       max_body, max_error_body;
   double       head_time;             /* monotonic time of the final head */
   cv_buf       head;                  /* header lines of the final response */
@@ -296,23 +299,30 @@ static int push_interrupted(lua_State *L) {
 /* ---- Transfer ---------------------------------------------------------- */
 
 /* Detach from the transport and free libcurl state; refs are dropped by
-** transfer_close, which has a lua_State. */
+** transfer_close, which has a lua_State. The easy handle goes back to the
+** transport for the next request (its 128 KiB receive buffer with it: a
+** page of 1,000 rows would otherwise map and fault in a new one); the
+** decoder gives its buffers back unless its owner keeps it for reuse. */
 static void transfer_release(cv_transfer *t) {
+  cv_transport *tr = t->tr;
   if (t->state == T_CLOSED) return;
   t->state = T_CLOSED;
-  if (t->tr != NULL) {
-    if (t->tr->multi != NULL) curl_multi_remove_handle(t->tr->multi, t->easy);
-    if (t->prev) t->prev->next = t->next; else t->tr->transfers = t->next;
+  if (tr != NULL) {
+    if (tr->multi != NULL) curl_multi_remove_handle(tr->multi, t->easy);
+    if (t->prev) t->prev->next = t->next; else tr->transfers = t->next;
     if (t->next) t->next->prev = t->prev;
     t->tr = NULL;
   }
-  if (t->easy) curl_easy_cleanup(t->easy);
+  if (t->easy != NULL) {
+    if (tr != NULL && tr->multi != NULL && tr->nidle < IDLE_EASY) tr->idle[tr->nidle++] = t->easy;
+    else curl_easy_cleanup(t->easy);
+  }
   t->easy = NULL;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
   cv_buf_free(&t->head);
   cv_body_free(&t->body);
-  if (t->dec != NULL) cv_decoder_trim(t->dec);
+  if (t->dec != NULL && !t->keep_decoder) cv_decoder_trim(t->dec);
   t->dec = NULL;
 }
 
@@ -558,7 +568,12 @@ static int transport_request(lua_State *L) {
   t->dec_ref = t->tr_ref = LUA_NOREF;
   luaL_setmetatable(L, TRANSFER_MT);
 
-  t->easy = curl_easy_init();
+  if (tr->nidle > 0) {
+    t->easy = tr->idle[--tr->nidle];
+    curl_easy_reset(t->easy);                /* keeps connections and buffers */
+  } else {
+    t->easy = curl_easy_init();
+  }
   if (t->easy == NULL) return cv_error_oom(L, "starting a transfer");
   t->state = T_RUNNING;
   t->max_body = opt_size(L, 2, "max_body", (size_t)256 << 20);
@@ -569,6 +584,9 @@ static int transport_request(lua_State *L) {
   } else {
     lua_pop(L, 1);
   }
+  cv_getfield(L, 2, "keep_decoder");
+  t->keep_decoder = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_pushvalue(L, 1);
   t->tr_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
@@ -622,6 +640,7 @@ static int transport_wait(lua_State *L) {
 static int transport_close(lua_State *L) {
   cv_transport *tr = (cv_transport *)luaL_checkudata(L, 1, TRANSPORT_MT);
   while (tr->transfers != NULL) transfer_release(tr->transfers);
+  while (tr->nidle > 0) curl_easy_cleanup(tr->idle[--tr->nidle]);
   if (tr->multi) curl_multi_cleanup(tr->multi);
   tr->multi = NULL;
   free(tr->ca_file);

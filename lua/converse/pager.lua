@@ -95,6 +95,7 @@ function M.new(client, path, opts)
                      max_body = d.max_body, max_record = d.max_record,
                      max_envelope = d.max_envelope, big_integers = d.big_integers },
     query_fp = qfp,
+    decoders = {},                      -- idle decoders, reused page after page
     slots = {},                         -- pages in flight, in page order
     closed = false,
   }, Pager)
@@ -117,8 +118,8 @@ function Pager:_issue(number, cursor)
   end
   local client = self.client
   local url = query.build(client.base_url, self.path, q)
-  local req = { method = "GET", url = url, endpoint = query.endpoint(url),
-                decoder_opts = self.decoder_opts }
+  local dec = remove(self.decoders) or core.decoder(self.decoder_opts)
+  local req = { method = "GET", url = url, endpoint = query.endpoint(url), decoder = dec }
   request.check(req)
   local slot = { number = number, cursor = cursor, req = req, st = {}, yielded = 0 }
   self.slots[#self.slots + 1] = slot
@@ -171,10 +172,20 @@ local function record_fp(rec)
   return fingerprint(ok and text or tostring(rec))
 end
 
+-- A slot is done with its transfer: its decoder serves the next page.
+function Pager:_release(slot)
+  slot.t:close()
+  local dec = slot.req.decoder
+  if dec then
+    slot.req.decoder = nil
+    self.decoders[#self.decoders + 1] = dec
+  end
+end
+
 -- The oldest page has handed out all its records: decide what comes next.
 function Pager:_finish(slot)
   if not slot.learned then self:_learn(slot, slot.t:envelope()) end
-  slot.t:close()
+  self:_release(slot)
   remove(self.slots, 1)
   local last = slot.yielded > 0 and record_fp(slot.last) or nil
   slot.last = nil
@@ -188,7 +199,7 @@ end
 
 function Pager:_drop_slots()
   for i = #self.slots, 1, -1 do
-    self.slots[i].t:close()
+    self:_release(self.slots[i])
     self.slots[i] = nil
   end
 end

@@ -4,7 +4,7 @@
 -- Everything here works on a client (its configuration and its mutable
 -- state: its limiter, secrets and transport) and a request
 -- spec `req` = { method=, url=, endpoint=, body=, headers=, idempotent=,
--- raw=, decoder_opts= }, with `st` = { attempts=, started=, status=,
+-- raw=, decoder_opts= | decoder= (one the caller reuses) }, with `st` = { attempts=, started=, status=,
 -- headers= } carrying the count of attempts across calls (a page fetched
 -- again after a mid-body failure keeps counting). Decisions (retry or not,
 -- how long to wait) come from the sans-I/O policy in the C core.
@@ -158,9 +158,11 @@ function M.start(client, req, st)
   if req.headers then for i = 1, #req.headers do lines[#lines + 1] = req.headers[i] end end
   M.emit(client, { type = "request", method = req.method, url = errors.redact_url(req.url),
                    attempt = (st.attempts or 0) + 1 })
+  local dec = req.decoder                 -- a decoder its owner reuses (pagers do)
+  if dec then dec:reset() elseif not req.raw then dec = decoder(req.decoder_opts or client.decoder_opts) end
   return client.transport:request {
     method = req.method, url = (req.url:gsub("#.*$", "")), headers = lines, body = req.body,
-    decoder = not req.raw and decoder(req.decoder_opts or client.decoder_opts) or nil,
+    decoder = dec, keep_decoder = req.decoder ~= nil,
     max_body = req.raw and client.max_body or nil, max_error_body = client.max_error_body,
   }
 end

@@ -22,6 +22,8 @@
 --   body            request body (string) or nil
 --   decoder         a converse.Decoder: 2xx bodies are fed into it as they
 --                   arrive; nil keeps a 2xx body as text (up to max_body)
+--   keep_decoder    the caller reuses the decoder (and resets it): the
+--                   transfer must not free its buffers when it closes
 --   max_body        bytes of a text body kept before the transfer fails
 --   max_error_body  bytes read of a non-2xx body; the rest is not awaited
 -- Raises only usage errors (bad spec) and out-of-memory errors.
