@@ -331,6 +331,115 @@ end
 Hostile.__gc = Hostile.stop
 
 ---------------------------------------------------------------------------
+-- Lua child processes (the interpreter and build under test)
+
+local Child = {}
+Child.__index = Child
+
+--- Run a chunk of Lua in a child process of the interpreter under test, with
+-- the repository's paths set; `...` become its arguments. Returns at once.
+-- @treturn table child: `pid`, `:wait()` -> its stdout and stderr
+function helper.spawn(code, ...)
+  local lua = os.getenv("CONVERSE_LUA") or "lua5.4"
+  local build = os.getenv("CONVERSE_BUILD") or "build/lua5.4"
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write(("package.path = %q .. package.path\npackage.cpath = %q .. package.cpath\n")
+    :format(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. ROOT .. "/spec/?.lua;",
+            ROOT .. "/" .. build .. "/?.so;"), code)
+  f:close()
+  local args = {}
+  for i, a in ipairs { ... } do args[i] = shell_quote(a) end
+  local p = io.popen(("%s %s %s 2>&1 & echo $!; wait"):format(lua, file, table.concat(args, " ")))
+  return setmetatable({ pid = assert(tonumber(p:read("*l"))), proc = p, file = file }, Child)
+end
+
+function Child:wait()
+  local out = self.proc:read("*a")
+  self.proc:close()
+  os.remove(self.file)
+  return out
+end
+
+--- Run a chunk in a child process and wait for it (see spawn).
+function helper.child(code, ...) return helper.spawn(code, ...):wait() end
+
+---------------------------------------------------------------------------
+-- Throwaway servers: redis-server on a free port under a temp dir
+
+local Proc = {}
+Proc.__index = Proc
+
+function Proc:stop()
+  if not self.pid then return end
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  for _ = 1, 100 do                          -- until it is gone
+    if not io.open("/proc/" .. self.pid .. "/stat") then break end
+    socket.sleep(0.02)
+  end
+  self.pid = nil
+  if self.dir then os.execute("rm -rf " .. shell_quote(self.dir)) end
+end
+Proc.__gc = Proc.stop
+
+local function wait_port(port, seconds)
+  local deadline = socket.gettime() + (seconds or 10)
+  while socket.gettime() < deadline do
+    local c = socket.tcp()
+    c:settimeout(0.1)
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    if ok then return true end
+    socket.sleep(0.02)
+  end
+  return false
+end
+
+--- Start redis-server on 127.0.0.1 and a free port (nothing persisted).
+-- @treturn table server: `url` (redis://127.0.0.1:PORT), `port`, `:stop()`, `:restart()`,
+--   `:cli(args)` (redis-cli output); nil and a reason when redis-server is missing
+function helper.start_redis(port)
+  if not os.execute("command -v redis-server >/dev/null 2>&1") then
+    return nil, "redis-server not installed"
+  end
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. shell_quote(dir)))
+  local pid
+  -- A free port can be taken by someone else before redis binds it: start,
+  -- then make sure *our* process answers PING there; else try another port.
+  for _ = 1, 5 do
+    local try = port or helper.free_port()
+    local p = io.popen(("redis-server --bind 127.0.0.1 --port %d --save '' --appendonly no "
+      .. "--dir %s --logfile %s/log >/dev/null 2>&1 & echo $!"):format(try, shell_quote(dir), dir))
+    pid = tonumber(p:read("*l"))
+    p:close()
+    local ok = wait_port(try)
+    local alive = io.open("/proc/" .. pid .. "/stat")
+    if alive then alive:close() end
+    if ok and alive then
+      local f = io.popen(("redis-cli -p %d ping 2>/dev/null"):format(try))
+      ok = f:read("*a"):find("PONG", 1, true)
+      f:close()
+    end
+    if ok and alive then port = try break end
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    pid = nil
+    if port then break end                   -- a fixed port that is busy: give up
+  end
+  if not pid then return nil, "redis-server did not start" end
+  local self = setmetatable({ pid = pid, port = port, dir = dir,
+                              url = "redis://127.0.0.1:" .. port }, Proc)
+  function self.cli(_, args)
+    local f = io.popen(("redis-cli -p %d %s"):format(port, args))
+    local out = f:read("*a")
+    f:close()
+    return out
+  end
+  return self
+end
+
+---------------------------------------------------------------------------
 -- Assertions shared by the specs
 
 --- Call f, expect it to raise a converse error object, return the object.
@@ -383,6 +492,7 @@ local function free_port()
   s:close()
   return tonumber(port)
 end
+helper.free_port = free_port
 
 --- Start nginx on 127.0.0.1 with TLS (and HTTP/2) serving `body` as JSON at /data.
 -- @treturn table server: `url` (https://127.0.0.1:PORT), `cert` (PEM file), `:stop()`;

@@ -34,6 +34,7 @@ static const luaL_Reg core_funcs[] = {
   {"json_decode",   cv_json_decode},
   {"json_encode",   cv_json_encode},
   {"fingerprint",   cv_fingerprint},
+  {"sha256",        cv_sha256},
   {"error_mt",      core_error_mt},
   {"array_mt",      core_array_mt},
   {NULL, NULL}

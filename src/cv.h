@@ -144,6 +144,9 @@ void cv_signals_open(lua_State *L);    /* sets its functions into the table on t
 void cv_paging_open(lua_State *L);     /* registers converse.Paging; pushes core.paging */
 int  cv_fingerprint(lua_State *L);     /* core.fingerprint(s) -> 16 hex digits */
 
+/* ---- sha256.c ---------------------------------------------------------- */
+int  cv_sha256(lua_State *L);          /* core.sha256(s) -> 64 hex digits */
+
 /* ---- policy.c (sans-I/O: retry, backoff, rate limits) ------------------- */
 void cv_policy_open(lua_State *L);     /* sets its functions into the table on top */
 
