@@ -65,6 +65,8 @@ struct cv_decoder {
   /* parser state kept across records */
   cv_buf      scratch;
   int         obj_hint[CV_HINT_DEPTH], arr_hint[CV_HINT_DEPTH];
+  int         keys_ref;                    /* the key cache's Lua half (registry) */
+  cv_keycache keys;
 };
 
 /* ---- feeding (no Lua) -------------------------------------------------- */
@@ -112,17 +114,19 @@ void cv_decoder_trim(cv_decoder *d) {
 
 /* ---- helpers ----------------------------------------------------------- */
 
+/* A parser over the unconsumed bytes; call with the fixed slots pushed
+** (array metatable at mt_idx, key cache at mt_idx + 1; 0 = none). */
 static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int mt_idx) {
-  P->L = L;
-  P->base = d->in.p + d->start;
-  P->end = d->in.p + d->in.len;
-  P->base_off = d->off;
-  P->final = d->eof;
-  P->depth = d->whole ? 0 : d->level + 1 + (d->state == ST_ARR_ITEM);
+  cv_json_parser_init(P, L, d->in.p + d->start, d->in.len - d->start, d->off, d->eof,
+                      d->whole ? 0 : d->level + 1 + (d->state == ST_ARR_ITEM));
   P->max_depth = d->max_depth;
   P->max_string = d->max_string;
   P->big_string = d->big_string;
   P->array_mt = mt_idx;
+  if (mt_idx != 0) {
+    P->keys_idx = mt_idx + 1;
+    P->keys = &d->keys;
+  }
   P->scratch = &d->scratch;
   P->obj_hint = d->obj_hint;
   P->arr_hint = d->arr_hint;
@@ -404,8 +408,9 @@ static int next_or_skip(lua_State *L, cv_decoder *d, int skip) {
     fail(L, d, NULL, "the transfer was closed before the body was complete");
   luaL_getmetatable(L, CV_ARRAY_MT);
   mt = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->keys_ref);
   r = step(L, d, skip, mt);
-  if (r == CV_DEC_RECORD && !skip) lua_remove(L, mt);
+  if (r == CV_DEC_RECORD && !skip) { lua_remove(L, mt); lua_remove(L, mt); }
   else lua_settop(L, mt - 1);
   return r;
 }
@@ -456,8 +461,10 @@ cv_decoder *cv_decoder_new(lua_State *L, int opts) {
   d = (cv_decoder *)lua_newuserdatauv(L, sizeof *d, 0);
   memset(d, 0, sizeof *d);
   d->closed = 1;                              /* until fully set up */
-  d->env_ref = LUA_NOREF;
+  d->env_ref = d->keys_ref = LUA_NOREF;
   luaL_setmetatable(L, CV_DECODER_MT);
+  lua_createtable(L, CV_KEY_SLOTS, 0);
+  d->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   cv_json_options(L, opts, &d->max_depth, &d->max_string, &d->big_string);
   d->max_record = (size_t)CV_JSON_MAX_STRING;
   if (opts != 0) {
@@ -571,7 +578,9 @@ static int dec_close(lua_State *L) {
   cv_decoder *d = cv_decoder_check(L, 1);
   if (!d->closed) release(d);
   luaL_unref(L, LUA_REGISTRYINDEX, d->env_ref);
-  d->env_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, d->keys_ref);
+  d->env_ref = d->keys_ref = LUA_NOREF;
+  memset(d->keys.n, 0, sizeof d->keys.n);
   return 0;
 }
 
