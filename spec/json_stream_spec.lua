@@ -516,5 +516,157 @@ describe("converse.json.decoder", function()
       assert.are.same({ ("x"):rep(10) }, feed_in(d, '["' .. ("x"):rep(10) .. '"]', { 3 }))
     end)
   end)
+
+  describe(":decoder raw mode", function()
+    local function raw_records(doc, opts, sizes)
+      opts = opts or {}
+      opts.raw = true
+      return feed_in(json.decoder(opts), doc, sizes or { #doc })
+    end
+
+    it("keeps 1e400 byte for byte", function()
+      assert.are.same({ "1e400", "-1E-400", "0.10" }, raw_records("[1e400,-1E-400,0.10]"))
+    end)
+
+    it("keeps -0 and integers beyond int64 byte for byte", function()
+      assert.are.same({ "-0", "123456789012345678901234567890", "-9223372036854775809" },
+        raw_records("[-0,123456789012345678901234567890,-9223372036854775809]"))
+    end)
+
+    it("keeps escapes as they came in", function()
+      local rec = [["\u00e9\n\/\"\ud83d\ude00 é"]]
+      assert.are.same({ rec }, raw_records("[" .. rec .. "]"))
+    end)
+
+    it("removes whitespace outside strings only", function()
+      local doc = '[ {\n  "a" : [ 1 ,\t2 ] ,\r\n  "b c" : " x  y "\n} ,\n  true ]'
+      local out = raw_records(doc)
+      assert.are.same({ '{"a":[1,2],"b c":" x  y "}', "true" }, out)
+      for _, sizes in ipairs { { 1 }, { 3, 7 } } do
+        assert.are.same(out, raw_records(doc, nil, sizes))
+      end
+    end)
+
+    it("never puts a newline inside a record", function()
+      local rows = page(50)
+      local doc = json.encode(rows):gsub(",", ",\n  ")
+      for _, r in ipairs(raw_records(doc, nil, { 100 })) do
+        assert.is_nil(r:find("\n", 1, true))
+      end
+    end)
+
+    it("gives records that decode to the same values as table mode", function()
+      local text = json.encode(page(200))
+      local want = feed_in(json.decoder(), text, { 333 })
+      local got = raw_records(text, nil, { 333 })
+      assert.are.equal(#want, #got)
+      for i = 1, #want do assert.are.same(want[i], json.decode(got[i])) end
+    end)
+
+    it("hands out the whole document minified with whole = true", function()
+      assert.are.same({ '{"a":[1,{}],"b":"x y"}' },
+        raw_records(' { "a" : [ 1 , { } ] , "b" : "x y" } ', { whole = true }, { 2 }))
+      assert.are.same({ "1e400" }, raw_records(" 1e400 ", { whole = true }, { 1 }))
+    end)
+
+    it("keeps the envelope, count and skip as in table mode", function()
+      local d = json.decoder { records = "data", raw = true }
+      d:feed('{"page":2,"data":[{"a":1},{"a":2},{"a":3}],"next":{"c":"x"}}')
+      d:finish()
+      assert.are.equal('{"a":1}', d:next())
+      assert.is_true(d:skip())
+      assert.are.equal('{"a":3}', d:next())
+      assert.are.same({ nil, "done" }, { d:next() })
+      assert.are.equal(3, d:count())
+      assert.are.same({ page = 2, next = { c = "x" } }, d:envelope())
+    end)
+
+    it("raises the same errors as table mode, at the same offsets", function()
+      local bad = { '["\255"]', '["\\ud800"]', '["\\udc00x"]', '["\\x"]', "[01]", "[1.]", "[-]",
+                    '["a\tb"]', "[[1,]]", '[{"a" 1}]', '[{"a":1,}]', "[nul]", "[[[[1]]]]",
+                    '[{"a":1,"a":2}]', '[{"a":1,"\\u0061":2}]', '[{"k":{"x":1,"y":{"x":1,"x":2}}}]',
+                    '["' .. ("x"):rep(20) .. '"]', '["\\u00e9' .. ("x"):rep(19) .. '"]', "[1 2]",
+                    '[{"a":1},{"a":1,"b":2,"a":3}]', "[tru]", '[{"a":[}]' }
+      for _, doc in ipairs(bad) do
+        for _, size in ipairs { #doc, 1 } do
+          local opts = { max_depth = 3, max_string = 19 }
+          local ok1, e1 = pcall(feed_in, json.decoder(opts), doc, { size })
+          opts.raw = true
+          local ok2, e2 = pcall(feed_in, json.decoder(opts), doc, { size })
+          assert.is_false(ok1, doc)
+          assert.is_false(ok2, doc)
+          assert.are.equal("json", e2.kind)
+          assert.are.equal(e1.message, e2.message, doc)
+          assert.are.equal(e1.offset, e2.offset, doc)
+        end
+      end
+    end)
+
+    it("accepts what table mode accepts at the limits", function()
+      local opts = { max_depth = 3, max_string = 19, raw = true }
+      assert.are.same({ "[[1]]", '"' .. ("x"):rep(19) .. '"', '"\\u00e9' .. ("x"):rep(17) .. '"' },
+        raw_records('[[[1]],"' .. ("x"):rep(19) .. '","\\u00e9' .. ("x"):rep(17) .. '"]', opts))
+    end)
+
+    it("finds duplicate keys in records of a repeated shape", function()
+      local recs = {}
+      for i = 1, 10 do recs[i] = ('{"id":%d,"m":{"x":1,"y":2},"t":[{"k":1}]}'):format(i) end
+      assert.are.equal(10, #raw_records("[" .. table.concat(recs, ",") .. "]"))
+      for _, dup in ipairs { '{"id":1,"m":{"x":1,"y":2},"id":2}', '{"id":1,"m":{"x":1,"x":2}}',
+                             '{"id":1,"m":{"x":1,"y":2},"t":[{"k":1,"k":1}]}', '{"\\u0069d":1,"id":1}' } do
+        local doc = "[" .. table.concat(recs, ",") .. "," .. dup .. "]"
+        assert.has_error(function() raw_records(doc) end)
+        local ok, e = pcall(raw_records, doc, nil, { 7 })
+        assert.is_false(ok)
+        assert.matches("duplicate key", e.message)
+      end
+    end)
+
+    it("applies max_record to the record's text as it came in", function()
+      assert.are.same({ "[1,2]" }, raw_records("[[ 1 , 2 ]]", { max_record = 9 }))
+      assert.has_error(function() raw_records("[[ 1 , 2 ]]", { max_record = 8 }) end)
+    end)
+
+    it("streams 10000 levels, and refuses 10001", function()
+      local N = 10000
+      local arrays = ("["):rep(N) .. ("]"):rep(N)
+      local objects = ('{"a":'):rep(N - 1) .. "{}" .. ("}"):rep(N - 1)
+      for _, doc in ipairs { arrays, objects } do
+        local spaced = doc:gsub(":", " : ")
+        for _, size in ipairs { #spaced, 1 } do
+          assert.are.same({ doc }, raw_records(spaced, { whole = true, max_depth = N }, { size }))
+        end
+        local co = coroutine.wrap(function() return raw_records(doc, { whole = true, max_depth = N }) end)
+        assert.are.same({ doc }, co())
+        local deeper = doc:sub(1, 1) == "[" and "[" .. doc .. "]" or '{"a":' .. doc .. "}"
+        local ok, e = pcall(raw_records, deeper, { whole = true, max_depth = N })
+        assert.is_false(ok)
+        assert.matches("max_depth %(10000%)", e.message)
+      end
+    end)
+
+    it("is faster than decoding to tables", function()
+      if os.getenv("CONVERSE_VALGRIND") then return end
+      local text = json.encode(page(3000))
+      local function best(opts)
+        local t = math.huge
+        for _ = 1, 3 do
+          local t0 = os.clock()
+          feed_in(json.decoder(opts), text, { 65536 })
+          t = math.min(t, os.clock() - t0)
+        end
+        return t
+      end
+      local tables, raw = best(nil), best({ raw = true })
+      assert.is_true(raw < tables, ("raw %.3fs, tables %.3fs"):format(raw, tables))
+    end)
+
+    it("blames a raw option that is not a boolean on the caller", function()
+      local ok, err = pcall(json.decoder, { raw = "yes" })
+      assert.is_false(ok)
+      assert.are.equal("usage", err.kind)
+      assert.is_string(feed_in(json.decoder { raw = false }, "[1]", { 1 })[1] and "ok")
+    end)
+  end)
 end)
 

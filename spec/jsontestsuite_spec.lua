@@ -72,6 +72,23 @@ local function bytewise(s)
   return ok and got == 1
 end
 
+-- Raw mode, fed whole: accepted iff table mode accepts; the text it gives
+-- decodes to the same value.
+local function raw(s)
+  local d = json.decoder { whole = true, raw = true }
+  local ok, text = pcall(function()
+    d:feed(s)
+    d:finish()
+    local t = d:next()
+    assert(select(2, d:next()) == "done")
+    return t
+  end)
+  d:close()
+  if not ok then assert.is_true(converse.is_error(text) and text.kind == "json", tostring(text)) end
+  if ok then assert.are.same(json.decode(s), json.decode(text)) end
+  return ok
+end
+
 describe("JSONTestSuite", function()
   local list = files()
 
@@ -88,6 +105,7 @@ describe("JSONTestSuite", function()
       local s = read(name)
       assert.are.equal(want, whole(s), "whole-string decode")
       assert.are.equal(want, bytewise(s), "one byte at a time")
+      assert.are.equal(want, raw(s), "raw mode")
     end)
   end
 end)

@@ -328,6 +328,10 @@ void cv_json_spill(lua_State *L, int from, int keep) {
   }
   lua_pushnumber(L, (lua_Number)m);         /* slots may be nil: keep the count */
   lua_setfield(L, -2, "n");
+  if (m == 0) {                             /* nothing to move: slide the table in */
+    lua_insert(L, from);
+    return;
+  }
   lua_replace(L, from);
   for (i = 1; i <= keep; i++) {
     lua_pushvalue(L, top - keep + i);

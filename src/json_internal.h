@@ -144,7 +144,7 @@ static inline const char *cv_json_ws(const char *p, const char *end) {
 static inline void cv_json_enter(cv_parser *P, const char *p) {
   if (++P->depth > P->max_depth)
     cv_json_error(P, p, "nesting deeper than max_depth (%d)", P->max_depth);
-  if (!lua_checkstack(P->L, 4)) cv_json_error(P, p, "Lua stack exhausted");
+  if (!lua_checkstack(P->L, 8)) cv_json_error(P, p, "Lua stack exhausted");
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes available): >0 valid,

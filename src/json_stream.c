@@ -51,11 +51,11 @@ enum {
 };
 
 enum { FEED_OK, FEED_OOM, FEED_TOO_BIG, FEED_CLOSED };
-enum { TAKE_SKIP, TAKE_TABLE };  /* what take_value does with a value */
+enum { TAKE_SKIP, TAKE_TABLE, TAKE_RAW };  /* what take_value does with a value */
 
 struct cv_decoder {
   /* options */
-  int         max_depth, big_string, whole;
+  int         max_depth, big_string, whole, raw;
   size_t      max_string, max_record, max_envelope;
   uint64_t    max_body;
   int         npath;                       /* components of `records` */
@@ -79,6 +79,7 @@ struct cv_decoder {
   int         scan_depth, scan_str, scan_scalar;
   /* parser state kept across records */
   cv_buf      scratch;
+  cv_buf      out;                         /* raw mode: the record's text */
   int         obj_hint[CV_HINT_DEPTH], arr_hint[CV_HINT_DEPTH];
   int         keys_ref;                    /* the key cache's Lua half (registry) */
   cv_keycache keys;
@@ -129,6 +130,7 @@ void cv_decoder_reset(cv_decoder *d) {
 void cv_decoder_trim(cv_decoder *d) {
   cv_buf_free(&d->in);
   cv_buf_free(&d->scratch);
+  cv_buf_free(&d->out);
   d->start = 0;
   d->scan_pos = 0;
   d->eof = 1;
@@ -178,6 +180,7 @@ static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int mt_idx) {
   P->scratch = &d->scratch;
   P->obj_hint = d->obj_hint;
   P->arr_hint = d->arr_hint;
+  P->out = &d->out;
 }
 
 /* Raise a "json" error at `at` (NULL: the first unconsumed byte). */
@@ -278,10 +281,9 @@ static int scan(lua_State *L, cv_decoder *d, size_t max, const char *what, size_
   return done;
 }
 
-/* Parse the value at P->base in the given mode (TAKE_TABLE). */
+/* Parse the value at P->base in the given mode (TAKE_TABLE or TAKE_RAW). */
 static const char *parse_in(cv_parser *P, int mode) {
-  (void)mode;
-  return cv_json_value(P, P->base);
+  return mode == TAKE_RAW ? cv_json_raw(P, P->base) : cv_json_value(P, P->base);
 }
 
 /* Parse (pushed) or skip the value at buf[start], as `mode` says.
@@ -435,7 +437,7 @@ static int next_byte(lua_State *L, cv_decoder *d) {
 }
 
 static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
-  int rec = skip ? TAKE_SKIP : TAKE_TABLE;
+  int rec = skip ? TAKE_SKIP : d->raw ? TAKE_RAW : TAKE_TABLE;
   for (;;) {
     int c;
     if (d->state == ST_DONE) return CV_DEC_DONE;
@@ -541,6 +543,7 @@ static void release(cv_decoder *d) {
   cv_buf_free(&d->in);
   cv_buf_free(&d->key);
   cv_buf_free(&d->scratch);
+  cv_buf_free(&d->out);
   for (i = 0; i < d->npath; i++) free(d->path[i]);
   d->npath = 0;
   d->start = 0;
@@ -558,12 +561,20 @@ static size_t opt_size(lua_State *L, int idx, const char *k, size_t dflt) {
   return v;
 }
 
+static int opt_bool(lua_State *L, int idx, const char *k) {
+  int t = cv_getfield(L, idx, k), v = lua_toboolean(L, -1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) cv_error_raise(L, "usage", "%s must be a boolean", k);
+  lua_pop(L, 1);
+  return v;
+}
+
 /* The decoder's own options (cv_json_options reads the parser's). */
 static void read_options(lua_State *L, cv_decoder *d, int opts) {
   size_t body;
   cv_getfield(L, opts, "whole");
   d->whole = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  d->raw = opt_bool(L, opts, "raw");
   d->max_record = opt_size(L, opts, "max_record", d->max_record);
   d->max_envelope = opt_size(L, opts, "max_envelope", d->max_envelope);
   body = opt_size(L, opts, "max_body", 0);
