@@ -43,13 +43,21 @@ static size_t utf8_len(long cp) {
 }
 
 /* A string value at p (after its quote): checked as cv_json_string checks
-** it, nothing decoded; its decoded length is counted for max_string. */
+** it, nothing decoded. Its decoded length is (p - s) - shrink; like
+** string_escaped, once the string has a backslash it is checked before
+** each special byte and after it, so both modes fail the same way. */
 static const char *raw_string(cv_parser *P, const char *p) {
   const char *s = p, *end = P->end;
   size_t shrink = 0;                        /* what the escapes lose when decoded */
+  int escaped = 0;
   for (;;) {
     unsigned char c;
     while (end - p >= 8 && !cv_special8(p)) p += 8;
+    while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 && c != '"' && c != '\\')
+      p++;
+    escaped |= p < end && *p == '\\';
+    if (escaped && (size_t)(p - s) - shrink > P->max_string)
+      cv_json_error(P, s, "string longer than max_string");
     if (p >= end) return CV_MORE(P, p);
     c = (unsigned char)*p;
     if (c == '"') break;
@@ -62,14 +70,14 @@ static const char *raw_string(cv_parser *P, const char *p) {
       p += n;
     } else if (c < 0x20) {
       cv_json_error(P, p, "control character in string");
-    } else if (c < 0x80) {
-      p++;
     } else {
       int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
       if (k < 0) return CV_MORE(P, p);
       if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
       p += k;
     }
+    if (escaped && (size_t)(p - s) - shrink > P->max_string)
+      cv_json_error(P, s, "string longer than max_string");
   }
   if ((size_t)(p - s) - shrink > P->max_string) cv_json_error(P, s, "string longer than max_string");
   return p + 1;
