@@ -457,12 +457,14 @@ describe("converse.json.decoder", function()
     end)
 
     it("accepts an envelope up to max_envelope", function()
-      -- every byte but the records' "1,2]" is envelope
+      -- every byte but the records array's "[1,2]" is envelope
       local doc = '{"a":"' .. ("x"):rep(80) .. '","data":[1,2],"b":2}'
-      local d = json.decoder { records = "data", max_envelope = #doc - 4 }
+      local d = json.decoder { records = "data", max_envelope = #doc - 5 }
       assert.are.same({ 1, 2 }, feed_in(d, doc, { 7 }))
       assert.are.equal(80, #d:envelope().a)
-      d = json.decoder { records = "data", max_envelope = #doc - 5 }
+      d = json.decoder { records = "data", max_envelope = 0 }
+      assert.are.same({ 1, 2 }, feed_in(d, "[1,2]", { 1 }))
+      d = json.decoder { records = "data", max_envelope = #doc - 6 }
       assert.has_error(function() feed_in(d, doc, { 7 }) end)
       assert.has_error(function() json.decoder { max_envelope = -1 } end)
     end)
@@ -586,7 +588,9 @@ describe("converse.json.decoder", function()
                     '["a\tb"]', "[[1,]]", '[{"a" 1}]', '[{"a":1,}]', "[nul]", "[[[[1]]]]",
                     '[{"a":1,"a":2}]', '[{"a":1,"\\u0061":2}]', '[{"k":{"x":1,"y":{"x":1,"x":2}}}]',
                     '["' .. ("x"):rep(20) .. '"]', '["\\u00e9' .. ("x"):rep(19) .. '"]', "[1 2]",
-                    '[{"a":1},{"a":1,"b":2,"a":3}]', "[tru]", '[{"a":[}]' }
+                    '[{"a":1},{"a":1,"b":2,"a":3}]', "[tru]", '[{"a":[}]',
+                    '["' .. ("x"):rep(20) .. '\\q"]', '["\\n' .. ("x"):rep(20) .. '\255"]',
+                    '["\\n' .. ("x"):rep(20) .. '\1"]', '["\\n' .. ("x"):rep(30) }
       for _, doc in ipairs(bad) do
         for _, size in ipairs { #doc, 1 } do
           local opts = { max_depth = 3, max_string = 19 }

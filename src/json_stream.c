@@ -403,8 +403,8 @@ static void close_container(cv_decoder *d) {
 static int member_value(lua_State *L, cv_decoder *d, int c, int mt_idx) {
   if (d->scan_pos == 0 && key_is(d, d->level)) {
     if (d->level == d->npath - 1 && c == '[') {
+      d->state = ST_ARR_FIRST;                 /* its '[' is not envelope */
       consume(d, 1);
-      d->state = ST_ARR_FIRST;
       return 1;
     }
     if (d->level < d->npath - 1 && c == '{') {
@@ -445,7 +445,7 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
     switch (d->state) {
       case ST_BEGIN:
         if (d->whole) { d->state = ST_WHOLE; break; }
-        if (c == '[') { consume(d, 1); d->level = -1; d->state = ST_ARR_FIRST; break; }
+        if (c == '[') { d->level = -1; d->state = ST_ARR_FIRST; consume(d, 1); break; }
         if (c == '{' && d->npath > 0) { consume(d, 1); d->level = 0; d->state = ST_KEY_FIRST; break; }
         fail(L, d, NULL, d->npath ? "a JSON object or array expected"
                                   : "a JSON array of records expected");
