@@ -285,4 +285,50 @@ describe("converse.json", function()
       end
     end)
   end)
+
+  describe("fuzz findings", function()
+    -- spec/fixtures/json/fuzz/: inputs saved from `make fuzz` and edge cases
+    -- pinned down by hand (first byte: the harness flags). Every property of
+    -- the three harnesses (fuzz/*.lua) holds for each, on every Lua.
+    local core = require "converse.core"
+    local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+    local H = dofile(ROOT .. "/fuzz/fuzz_common.lua")(core)
+    local props = {}
+    for _, name in ipairs { "json_fuzz", "json_fuzz_roundtrip", "json_fuzz_raw" } do
+      props[name] = dofile(ROOT .. "/fuzz/" .. name .. ".lua")(core, H)
+    end
+    local p = io.popen('ls "' .. ROOT .. '/spec/fixtures/json/fuzz" 2>/dev/null')
+    local names = {}
+    for name in p:lines() do names[#names + 1] = name end
+    p:close()
+    table.sort(names)
+
+    it("has fixtures", function() assert.is_true(#names >= 10) end)
+
+    for _, name in ipairs(names) do
+      it("keeps every fuzz property on " .. name, function()
+        local f = assert(io.open(ROOT .. "/spec/fixtures/json/fuzz/" .. name, "rb"))
+        local s = f:read("*a")
+        f:close()
+        for prop, check in pairs(props) do
+          local ok, err = pcall(check, s:sub(2), s:byte(1))
+          assert(ok, prop .. ": " .. tostring(err))
+        end
+      end)
+    end
+
+    it("catches a broken property (the oracle works)", function()
+      local ok = pcall(props.json_fuzz_raw, '{"a":1}', 0)
+      assert.is_true(ok)
+      local real = core.decoder
+      core.decoder = function(o)
+        if o and o.raw then o.raw = false end       -- raw mode made to lie
+        return real(o)
+      end
+      ok = pcall(props.json_fuzz_raw, '[{"a":1}]', 0)
+      core.decoder = real
+      assert.is_false(ok)
+    end)
+  end)
 end)
+

@@ -70,7 +70,8 @@ typedef struct cv_parser {
   const char  *run;         /* raw mode: start of the input not yet copied to out */
 } cv_parser;
 
-/* Fill the fields every parse needs; the rest is zero (no cache, no hints). */
+/* Fill the fields every parse needs; the rest is zero (no cache, no hints).
+** Call it after pushing the caller's fixed slots: the window starts above. */
 void cv_json_parser_init(cv_parser *P, lua_State *L, const char *s, size_t n,
                          uint64_t off, int final, int depth);
 
@@ -112,8 +113,9 @@ void cv_json_spill(lua_State *L, int from, int keep);
 void cv_json_unspill(lua_State *L, int from);
 
 /* ---- the key cache (json_decode.c) ------------------------------------ */
-/* The slot of an object at P->depth, its Lua table pushed; or NULL
-** (nothing pushed) when the object is too deep or there is no cache. */
+/* The slot of the object at P->depth (entered, P->way = its place in the
+** parent), its Lua table pushed; or -1 (nothing pushed) when the object is
+** too deep or there is no cache. */
 int cv_json_slot_push(cv_parser *P);
 /* Store the decoded key on top of the stack as key i of slot s, if the slot
 ** holds exactly i keys; raw/rawn = its text between the quotes.
