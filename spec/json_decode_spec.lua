@@ -154,6 +154,11 @@ describe("converse.json", function()
       assert.are.equal("usage", err.kind)
       ok, err = pcall(json.decode, "1", "x")
       assert.are.equal("usage", err.kind)
+      for _, v in ipairs { -1, 0 / 0, "big" } do
+        ok, err = pcall(json.decode, "1", { max_string = v })
+        assert.are.equal("usage", err.kind)
+      end
+      assert.are.equal("12", json.decode('"12"', { max_string = "2" }))
       assert.has_error(function() json.decode(nil) end)
     end)
 

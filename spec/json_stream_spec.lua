@@ -469,6 +469,20 @@ describe("converse.json.decoder", function()
       assert.has_error(function() json.decoder { max_envelope = -1 } end)
     end)
 
+    it("lifts a size limit with math.huge, and refuses sizes that are not", function()
+      local d = json.decoder { records = "data", max_record = math.huge, max_envelope = math.huge,
+                               max_body = math.huge }
+      assert.are.same({ ("x"):rep(5000) }, feed_in(d, '{"e":"' .. ("y"):rep(5000) .. '","data":["'
+        .. ("x"):rep(5000) .. '"]}', { 999 }))
+      for _, k in ipairs { "max_record", "max_envelope", "max_body" } do
+        for _, v in ipairs { -1, 0 / 0, "big" } do
+          local ok, err = pcall(json.decoder, { [k] = v })
+          assert.is_false(ok)
+          assert.are.equal("usage", err.kind)
+        end
+      end
+    end)
+
     it("stops a scalar record with endless digits at max_record", function()
       for _, head in ipairs { "[", '{"data":[1,', "[-", "[1.", "[1e" } do
         local d = json.decoder { records = "data", max_record = 100 }

@@ -493,7 +493,7 @@ void cv_json_options(lua_State *L, int idx, int *max_depth, size_t *max_string,
   }
   lua_pop(L, 1);
   if (cv_getfield(L, idx, "max_string") != LUA_TNIL) {
-    lua_Number n = lua_tonumber(L, -1);
+    lua_Number n = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
     if (!(n >= 0)) cv_error_raise(L, "usage", "max_string must be a size in bytes");
     *max_string = n > 1e18 ? (size_t)-1 : (size_t)n;
   }

@@ -553,9 +553,9 @@ static void release(cv_decoder *d) {
 static size_t opt_size(lua_State *L, int idx, const char *k, size_t dflt) {
   size_t v = dflt;
   if (cv_getfield(L, idx, k) != LUA_TNIL) {
-    lua_Number n = lua_tonumber(L, -1);
+    lua_Number n = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
     if (!(n >= 0)) cv_error_raise(L, "usage", "%s must be a size in bytes", k);
-    v = n > 1e18 ? (size_t)-1 : (size_t)n;
+    v = n >= (lua_Number)(size_t)-1 ? (size_t)-1 : (size_t)n;   /* math.huge: none */
   }
   lua_pop(L, 1);
   return v;
