@@ -7,7 +7,7 @@
 #   make asan            spec suite under AddressSanitizer + UBSan (Lua 5.4)
 #   make valgrind        spec suite under valgrind (Lua 5.4)
 #   make bench           benchmarks (bench/)
-#   make fuzz            libFuzzer on the JSON codec (clang)
+#   make fuzz            libFuzzer on the JSON codec (clang), FUZZ_SECONDS per harness
 #   make lint            cppcheck and clang-tidy on src/ (checks in .clang-tidy)
 # LuaRocks passes CFLAGS, LIBFLAG, LUA_INCDIR, INST_LIBDIR, INST_LUADIR.
 
@@ -87,17 +87,37 @@ bench: deps both
 bench-json: deps both
 	@bench/json.sh
 
-# libFuzzer + ASan + UBSan on the JSON codec (needs clang): whole vs streaming
-# agreement and encode/decode round trips, seeded with JSONTestSuite's y_ files.
-FUZZ_SECONDS ?= 120
+# libFuzzer + ASan + UBSan on the JSON codec (clang), one harness per property
+# (fuzz/*.lua): json_fuzz (whole vs streaming decodes agree),
+# json_fuzz_roundtrip (decode -> encode -> decode gives the same values),
+# json_fuzz_raw (raw mode agrees with table mode). Each runs FUZZ_SECONDS,
+# seeded with JSONTestSuite's y_ files and the saved findings; corpus and crash
+# artifacts in build/fuzz/<harness>/ (build/fuzz/<lua>/<harness>/ for another
+# FUZZ_LUA: luajit, lua5.1 ...). Fails when any harness finds a crash.
+FUZZ_SECONDS ?= 60
+FUZZ_LUA     ?= lua5.4
+FUZZERS      ?= json_fuzz json_fuzz_roundtrip json_fuzz_raw
+ifneq ($(filter luajit%,$(FUZZ_LUA)),)
+FUZZ_LUA_INC  = /usr/include/luajit-2.1
+FUZZ_LUA_LIB  = -lluajit-5.1
+else
+FUZZ_LUA_INC  = /usr/include/$(FUZZ_LUA)
+FUZZ_LUA_LIB  = -l$(FUZZ_LUA)
+endif
+FUZZ_OUT      = build/fuzz$(if $(filter lua5.4,$(FUZZ_LUA)),,/$(FUZZ_LUA))
+FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -I$(FUZZ_LUA_INC) -Isrc -DFUZZ_DIR='"$(CURDIR)/fuzz"'
 fuzz:
-	@mkdir -p build/fuzz/corpus
-	@for f in spec/fixtures/jsontestsuite/test_parsing/y_*.json; do \
-	  [ -f "$$f" ] && { printf '\003'; cat "$$f"; } > build/fuzz/corpus/$$(basename $$f); done; true
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
-	  src/*.c fuzz/json_fuzz.c -llua5.4 -lcurl -lz -lm -o build/fuzz/json_fuzz
-	build/fuzz/json_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	  -artifact_prefix=build/fuzz/ build/fuzz/corpus
+	@rc=0; for h in $(FUZZERS); do \
+	  mkdir -p $(FUZZ_OUT)/bin $(FUZZ_OUT)/$$h/corpus || exit 1; \
+	  for f in spec/fixtures/jsontestsuite/test_parsing/y_*.json; do \
+	    [ -f "$$f" ] && { printf '\003'; cat "$$f"; } > $(FUZZ_OUT)/$$h/corpus/$$(basename $$f); done; \
+	  cp spec/fixtures/json/fuzz/* $(FUZZ_OUT)/$$h/corpus/ 2>/dev/null; \
+	  echo "clang ... fuzz/$$h.c -o $(FUZZ_OUT)/bin/$$h"; \
+	  clang $(FUZZ_CFLAGS) src/*.c fuzz/$$h.c $(FUZZ_LUA_LIB) -lcurl -lz -lm -o $(FUZZ_OUT)/bin/$$h || exit 1; \
+	  $(FUZZ_OUT)/bin/$$h -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=20 \
+	    -artifact_prefix=$(FUZZ_OUT)/$$h/ $(FUZZ_OUT)/$$h/corpus || rc=1; \
+	done; exit $$rc
 
 # Static analysis; all must be clean. cppcheck: warnings, style,
 # performance and portability. clang-tidy: the checks in .clang-tidy (the

@@ -155,11 +155,16 @@ describe("converse.json", function()
       ok, err = pcall(json.decode, "1", "x")
       assert.is_false(ok)
       assert.are.equal("usage", err.kind)
+      for _, v in ipairs { -1, 0 / 0, "big" } do
+        ok, err = pcall(json.decode, "1", { max_string = v })
+        assert.are.equal("usage", err.kind)
+      end
+      assert.are.equal("12", json.decode('"12"', { max_string = "2" }))
       assert.has_error(function() json.decode(nil) end)
     end)
 
-    it("keeps the last of duplicate keys", function()
-      assert.are.equal(2, json.decode('{"a":1,"a":2}').a)
+    it("accepts objects whose keys are all distinct", function()
+      assert.are.same({ a = 1, b = 2, A = 3, ["a "] = 4 }, json.decode('{"a":1,"b":2,"A":3,"a ":4}'))
     end)
 
     it("round-trips through the encoder", function()
@@ -168,4 +173,168 @@ describe("converse.json", function()
       assert.are.equal(s, json.encode(json.decode(s), { sort_keys = true }))
     end)
   end)
+
+  describe(".decode duplicate keys", function()
+    it("raises on a duplicate key, naming it, with the offset of its quote", function()
+      local e = raises_json(function() json.decode('{"a":1,"a":2}') end, 'duplicate key "a"')
+      assert.are.equal(7, e.offset)
+      assert.matches("at byte offset 7", e.message)
+    end)
+
+    it("compares keys by their decoded value", function()
+      raises_json(function() json.decode('{"a":1,"\\u0061":2}') end, 'duplicate key "a"')
+      raises_json(function() json.decode('{"\\u00e9":1,"\195\169":2}') end, "duplicate key")
+      raises_json(function() json.decode('{"\\/":1,"/":2}') end, "duplicate key")
+      assert.are.same({ a = 1, ["\\"] = 2 }, json.decode('{"a":1,"\\\\":2}'))
+    end)
+
+    it("raises on duplicates at any depth, in arrays of objects too", function()
+      raises_json(function() json.decode('{"x":{"y":{"z":1,"z":2}}}') end, 'duplicate key "z"')
+      raises_json(function() json.decode('[{"a":1},{"a":1,"b":2,"a":3}]') end, 'duplicate key "a"')
+      local deep = ('{"k":'):rep(20) .. '{"d":1,"d":1}' .. ("}"):rep(20)
+      raises_json(function() json.decode(deep) end, 'duplicate key "d"')
+    end)
+
+    it("finds a duplicate in an object shaped like the previous one", function()
+      -- the key cache skips checks only for keys in the previous order
+      local rows = {}
+      for i = 1, 5 do rows[i] = ('{"id":%d,"name":"n","tags":[]}'):format(i) end
+      assert.are.equal(5, #json.decode("[" .. table.concat(rows, ",") .. "]"))
+      rows[6] = '{"id":6,"name":"n","id":7}'
+      local e = raises_json(function() json.decode("[" .. table.concat(rows, ",") .. "]") end,
+        'duplicate key "id"')
+      assert.are.equal(#table.concat(rows, ",", 1, 5) + 2 + #'{"id":6,"name":"n",', e.offset)
+      raises_json(function() json.decode('[{"a":1,"b":2},{"a":1,"a":2}]') end, "duplicate")
+      raises_json(function() json.decode('[{"a":1,"b":2},{"b":1,"a":2,"b":3}]') end, "duplicate")
+      raises_json(function() json.decode('[{"a":1,"b":2},{"a":1,"b":2,"a":3}]') end, "duplicate")
+      raises_json(function() json.decode('[{"\\u0061":1},{"\\u0061":1,"a":2}]') end, "duplicate")
+    end)
+
+    it("decodes objects of changing shapes and key orders exactly", function()
+      local docs, want = {}, {}
+      local shapes = { { "a", "b", "c" }, { "b", "a" }, { "a", "b", "c", "d" }, { "a" }, {},
+                       { "c", "b", "a" }, { "a", "b", "x", "c" }, { "\\u00e9t\\u00e9", "a" } }
+      for i = 1, 40 do
+        local keys = shapes[i % #shapes + 1]
+        local parts, t = {}, {}
+        for j, k in ipairs(keys) do
+          parts[j] = ('"%s":{"v":%d,"w":[%d]}'):format(k, j, i)
+          t[json.decode('"' .. k .. '"')] = { v = j, w = { i } }
+        end
+        docs[i] = "{" .. table.concat(parts, ",") .. "}"
+        want[i] = t
+      end
+      assert.are.same(want, json.decode("[" .. table.concat(docs, ",") .. "]"))
+    end)
+
+    it("checks objects with more keys than the cache holds", function()
+      local parts = {}
+      for i = 1, 300 do parts[i] = ('"k%d":%d'):format(i, i) end
+      local obj = "{" .. table.concat(parts, ",") .. "}"
+      local t = json.decode("[" .. obj .. "," .. obj .. "]")
+      assert.are.equal(300, t[2].k300)
+      parts[301] = '"k299":0'
+      obj = "{" .. table.concat(parts, ",") .. "}"
+      raises_json(function() json.decode("[" .. obj .. "," .. obj .. "]") end, 'duplicate key "k299"')
+    end)
+
+    it("shows a long or binary key shortened, on one line", function()
+      local k = ("x"):rep(100)
+      local e = raises_json(function() json.decode(('{"%s":1,"%s":2}'):format(k, k)) end)
+      assert.matches('duplicate key "x+%.%.%."', e.message)
+      assert.is_true(#e.message < 120)
+      e = raises_json(function() json.decode('{"a\\nb":1,"a\\nb":2}') end)
+      assert.matches('duplicate key "a%?b"', e.message)
+    end)
+  end)
+
+  describe(".decode deep nesting", function()
+    local N = 10000
+    local arrays = ("["):rep(N) .. ("]"):rep(N)
+    local objects = ('{"a":'):rep(N - 1) .. "{}" .. ("}"):rep(N - 1)
+
+    local function depth_of(v)
+      local n = 0
+      while type(v) == "table" do n = n + 1; v = v[1] or v.a end
+      return n
+    end
+
+    it("decodes 10000 levels with max_depth = 10000", function()
+      assert.are.equal(N, depth_of(json.decode(arrays, { max_depth = N })))
+      assert.are.equal(N, depth_of(json.decode(objects, { max_depth = N })))
+    end)
+
+    it("decodes 10000 levels inside a coroutine", function()
+      local co = coroutine.wrap(function()
+        return depth_of(json.decode(arrays, { max_depth = N })),
+               depth_of(json.decode(objects, { max_depth = N }))
+      end)
+      local a, o = co()
+      assert.are.equal(N, a)
+      assert.are.equal(N, o)
+    end)
+
+    it("raises the max_depth error at 10001 levels", function()
+      local e = raises_json(function() json.decode("[" .. arrays .. "]", { max_depth = N }) end,
+        "nesting deeper than max_depth %(10000%)")
+      assert.are.equal(N, e.offset)
+      raises_json(function() json.decode('{"a":' .. objects .. "}", { max_depth = N }) end,
+        "max_depth %(10000%)")
+    end)
+
+    it("refuses max_depth above 10000 as a usage error", function()
+      for _, v in ipairs { 10001, 1e6, 0, -1, 1.5, 0 / 0 } do
+        local ok, err = pcall(json.decode, "1", { max_depth = v })
+        assert.is_false(ok)
+        assert.are.equal("usage", err.kind, tostring(v))
+        assert.matches("max_depth", err.message)
+      end
+    end)
+  end)
+
+  describe("fuzz findings", function()
+    -- spec/fixtures/json/fuzz/: inputs saved from `make fuzz` and edge cases
+    -- pinned down by hand (first byte: the harness flags). Every property of
+    -- the three harnesses (fuzz/*.lua) holds for each, on every Lua.
+    local core = require "converse.core"
+    local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+    local H = dofile(ROOT .. "/fuzz/fuzz_common.lua")(core)
+    local props = {}
+    for _, name in ipairs { "json_fuzz", "json_fuzz_roundtrip", "json_fuzz_raw" } do
+      props[name] = dofile(ROOT .. "/fuzz/" .. name .. ".lua")(core, H)
+    end
+    local p = io.popen('ls "' .. ROOT .. '/spec/fixtures/json/fuzz" 2>/dev/null')
+    local names = {}
+    for name in p:lines() do names[#names + 1] = name end
+    p:close()
+    table.sort(names)
+
+    it("has fixtures", function() assert.is_true(#names >= 10) end)
+
+    for _, name in ipairs(names) do
+      it("keeps every fuzz property on " .. name, function()
+        local f = assert(io.open(ROOT .. "/spec/fixtures/json/fuzz/" .. name, "rb"))
+        local s = f:read("*a")
+        f:close()
+        for prop, check in pairs(props) do
+          local ok, err = pcall(check, s:sub(2), s:byte(1))
+          assert(ok, prop .. ": " .. tostring(err))
+        end
+      end)
+    end
+
+    it("catches a broken property (the oracle works)", function()
+      local ok = pcall(props.json_fuzz_raw, '{"a":1}', 0)
+      assert.is_true(ok)
+      local real = core.decoder
+      core.decoder = function(o)
+        if o and o.raw then o.raw = false end       -- raw mode made to lie
+        return real(o)
+      end
+      ok = pcall(props.json_fuzz_raw, '[{"a":1}]', 0)
+      core.decoder = real
+      assert.is_false(ok)
+    end)
+  end)
 end)
+

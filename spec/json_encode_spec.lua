@@ -24,11 +24,26 @@ describe("converse.json", function()
       assert.are.equal("123456789012345", json.encode(123456789012345))
     end)
 
-    it("writes integral doubles as integers when there is no integer subtype", function()
+    it("writes integral doubles within 2^53 as integers when there is no integer subtype", function()
       if HAS_INT then return end
       assert.are.equal("9007199254740992", json.encode(2 ^ 53))
-      assert.are.equal("-9223372036854775808", json.encode(-2 ^ 63))
+      assert.are.equal("-9007199254740992", json.encode(-2 ^ 53))
       assert.are.equal("123456789012345", json.encode(123456789012345))
+      assert.are.equal("-0", json.encode(-0.0))
+    end)
+
+    it("writes integral doubles beyond 2^53 in float form, so they decode as numbers", function()
+      assert.are.equal("1.152921504606847e+18", json.encode(2 ^ 60))
+      assert.are.equal("-1.152921504606847e+18", json.encode(-2 ^ 60))
+      assert.are.equal("-9.223372036854776e+18", json.encode(-2 ^ 63))
+      assert.are.equal("9007199254740994.0", json.encode(2 ^ 53 + 2))
+      assert.are.equal("1e+300", json.encode(1e300))
+      for _, d in ipairs { 2 ^ 60, -2 ^ 63, 2 ^ 53 + 2, 1e17, 1e300, 2 ^ 1023 } do
+        local back = json.decode(json.encode(d))
+        assert.are.equal("number", type(back))
+        assert.are.equal(d, back)
+        assert.are.equal(d, json.decode(json.encode({ d }))[1])
+      end
     end)
 
     it("writes floats that read back exactly, in the shortest form", function()
@@ -121,7 +136,44 @@ describe("converse.json", function()
     end)
 
     it("blames bad options on the caller", function()
-      assert.has_error(function() json.encode(1, "x") end)
+      for _, opts in ipairs { "x", { max_depth = 10001 }, { max_depth = 1e6 }, { max_depth = 0 },
+                              { max_depth = 2.5 } } do
+        local ok, err = pcall(json.encode, 1, opts)
+        assert.is_false(ok)
+        assert.are.equal("usage", err.kind)
+      end
+    end)
+
+    describe("deep nesting", function()
+      local N = 10000
+      local function nest(n, obj)
+        local t = obj and {} or converse.array {}
+        for _ = 2, n do t = obj and { a = t } or converse.array { t } end
+        return t
+      end
+      local arrays = ("["):rep(N) .. ("]"):rep(N)
+      local objects = ('{"a":'):rep(N - 1) .. "{}" .. ("}"):rep(N - 1)
+
+      it("encodes 10000 levels with max_depth = 10000", function()
+        assert.are.equal(arrays, json.encode(nest(N), { max_depth = N }))
+        assert.are.equal(objects, json.encode(nest(N, true), { max_depth = N }))
+        assert.are.equal(objects, json.encode(nest(N, true), { max_depth = N, sort_keys = true }))
+        assert.are.equal(arrays, json.encode(json.decode(arrays, { max_depth = N }), { max_depth = N }))
+      end)
+
+      it("encodes 10000 levels inside a coroutine", function()
+        local co = coroutine.wrap(function()
+          return json.encode(nest(N), { max_depth = N }), json.encode(nest(N, true), { max_depth = N })
+        end)
+        local a, o = co()
+        assert.are.equal(arrays, a)
+        assert.are.equal(objects, o)
+      end)
+
+      it("raises a json error at 10001 levels", function()
+        raises_json(function() json.encode(nest(N + 1), { max_depth = N }) end, "deeper than 10000")
+        raises_json(function() json.encode(nest(N + 1, true), { max_depth = N }) end, "deeper than 10000")
+      end)
     end)
   end)
 

@@ -242,4 +242,451 @@ describe("converse.json.decoder", function()
     assert.is_false(ok)
     assert.are.equal("usage", err.kind)
   end)
+
+  describe(":decoder duplicate keys", function()
+    it("raises on a second records key instead of yielding its records", function()
+      local d = json.decoder { records = "data" }
+      d:feed('{"data":[1,2],"data":[3]}')
+      assert.are.equal(1, d:next())
+      assert.are.equal(2, d:next())
+      local e = raises_json(function() d:next() end, 'duplicate key "data"')
+      assert.are.equal(14, e.offset)
+    end)
+
+    it("raises on duplicate envelope keys, before or after the records", function()
+      for _, doc in ipairs { '{"page":1,"page":2,"data":[]}', '{"data":[],"n":1,"n":1}',
+                             '{"data":null,"data":[1]}', '{"a":1,"\\u0061":2,"data":[]}',
+                             '{"m":{"x":1,"x":2},"data":[]}' } do
+        local d = json.decoder { records = "data" }
+        assert.has_error(function() feed_in(d, doc, { 1 }) end)
+        d = json.decoder { records = "data" }
+        d:feed(doc)
+        d:finish()
+        raises_json(function() drain(d) end, "duplicate key")
+      end
+    end)
+
+    it("raises on duplicates on a nested records path", function()
+      for _, doc in ipairs { '{"result":{"items":[1],"n":1,"n":2}}', '{"result":{"items":[]},"result":{}}',
+                             '{"result":{"items":[],"items":[]}}', '{"result":5,"result":{"items":[]}}' } do
+        local d = json.decoder { records = "result.items" }
+        d:feed(doc)
+        d:finish()
+        raises_json(function() drain(d) end, "duplicate key")
+      end
+    end)
+
+    it("gives the duplicate's offset however the bytes arrive", function()
+      local doc = '{"total":7,"data":[{"a":1}],"total":8}'
+      for _, size in ipairs { 1, 3, #doc } do
+        local d = json.decoder { records = "data" }
+        local ok, e = pcall(feed_in, d, doc, { size })
+        assert.is_false(ok)
+        assert.are.equal("json", e.kind)
+        assert.are.equal(28, e.offset, "chunks of " .. size)
+      end
+    end)
+
+    it("raises on duplicate keys inside records, at any depth", function()
+      local d = json.decoder { records = "data" }
+      d:feed('{"data":[{"a":1},{"a":1,"a":2}]}')
+      assert.are.same({ a = 1 }, d:next())
+      raises_json(function() d:next() end, 'duplicate key "a"')
+      d = json.decoder()
+      d:feed('[{"x":{"y":[{"z":1,"z":1}]}}]')
+      raises_json(function() d:next() end, 'duplicate key "z"')
+    end)
+
+    it("yields records of one shape and then another exactly", function()
+      local d = json.decoder()
+      local out = feed_in(d, '[{"a":1,"b":2},{"a":3,"b":4},{"b":5,"a":6},{"a":7},{"a":8,"b":9,"c":0}]', { 5 })
+      assert.are.same({ { a = 1, b = 2 }, { a = 3, b = 4 }, { b = 5, a = 6 }, { a = 7 },
+                        { a = 8, b = 9, c = 0 } }, out)
+    end)
+  end)
+
+  describe(":feed", function()
+    it("accepts an empty chunk on a fresh decoder", function()
+      local d = json.decoder()
+      d:feed("")
+      assert.are.same({ nil, "more" }, { d:next() })
+      d:feed("")
+      d:feed("[1]")
+      d:feed("")
+      assert.are.equal(1, d:next())
+      d:finish()
+      assert.are.same({ nil, "done" }, { d:next() })
+    end)
+
+    it("still raises on an empty document after empty chunks", function()
+      local d = json.decoder { records = "data" }
+      d:feed("")
+      d:finish()
+      raises_json(function() d:next() end, "empty document")
+    end)
+  end)
+
+  describe(":decoder deep nesting", function()
+    local N = 10000
+    local arrays = ("["):rep(N) .. ("]"):rep(N)
+    local objects = ('{"a":'):rep(N - 1) .. "{}" .. ("}"):rep(N - 1)
+
+    local function depth_of(v)
+      local n = 0
+      while type(v) == "table" do n = n + 1; v = v[1] or v.a end
+      return n
+    end
+
+    local function stream(doc, size, opts)
+      local d = json.decoder(opts)
+      local out = feed_in(d, doc, { size })
+      return out
+    end
+
+    it("streams 10000 levels, fed whole and byte by byte", function()
+      for _, size in ipairs { #objects, 1 } do
+        assert.are.equal(N, depth_of(stream(arrays, size, { whole = true, max_depth = N })[1]))
+        assert.are.equal(N, depth_of(stream(objects, size, { whole = true, max_depth = N })[1]))
+        assert.are.equal(N - 1, depth_of(stream(arrays, size, { max_depth = N })[1]))
+        local env = '{"data":[' .. arrays:sub(3, -3) .. "]}"
+        assert.are.equal(N - 2, depth_of(stream(env, size, { records = "data", max_depth = N })[1]))
+      end
+    end)
+
+    it("streams 10000 levels inside a coroutine", function()
+      local co = coroutine.wrap(function()
+        return depth_of(stream(objects, 1, { whole = true, max_depth = N })[1]),
+               depth_of(stream(arrays, #arrays, { whole = true, max_depth = N })[1])
+      end)
+      local o, a = co()
+      assert.are.equal(N, o)
+      assert.are.equal(N, a)
+    end)
+
+    it("raises the same max_depth error from the parser and the scanner", function()
+      for _, doc in ipairs { "[" .. arrays .. "]", '{"a":' .. objects .. "}" } do
+        local errs = {}
+        for i, size in ipairs { #doc, 1 } do
+          local d = json.decoder { whole = true, max_depth = N }
+          local ok, e = pcall(feed_in, d, doc, { size })
+          assert.is_false(ok)
+          errs[i] = e
+        end
+        assert.matches("nesting deeper than max_depth %(10000%)", errs[1].message)
+        assert.are.equal(errs[1].message, errs[2].message)
+        assert.are.equal(errs[1].offset, errs[2].offset)
+      end
+    end)
+
+    it("counts the envelope's depth in the scanner as the parser does", function()
+      -- records at depth 3 ({ -> data [ -> record); max_depth 3 allows [] records, not [[]]
+      for _, size in ipairs { 100, 1 } do
+        local d = json.decoder { records = "data", max_depth = 3 }
+        assert.are.same({ {} }, feed_in(d, '{"data":[[]]}', { size }))
+        d = json.decoder { records = "data", max_depth = 3 }
+        local ok, e = pcall(feed_in, d, '{"data":[[[]]]}', { size })
+        assert.is_false(ok)
+        assert.matches("max_depth %(3%)", e.message)
+        assert.are.equal(10, e.offset)
+      end
+    end)
+
+    it("raises as soon as a record cut by the chunk is too deep", function()
+      local d = json.decoder { records = "data", max_depth = 3 }
+      d:feed('{"data":[[')
+      assert.are.same({ nil, "more" }, { d:next() })
+      d:feed("[")
+      local e = raises_json(function() d:next() end, "max_depth %(3%)")
+      assert.are.equal(10, e.offset)
+    end)
+
+    it("refuses max_depth above 10000 as a usage error", function()
+      for _, v in ipairs { 10001, 1e6 } do
+        local ok, err = pcall(json.decoder, { max_depth = v })
+        assert.is_false(ok)
+        assert.are.equal("usage", err.kind)
+      end
+    end)
+  end)
+
+  describe(":decoder limits", function()
+    it("stops an endless envelope of distinct keys at max_envelope", function()
+      local d = json.decoder { records = "data", max_envelope = 1000 }
+      d:feed("{")
+      local fed, err = 1, nil
+      for i = 1, 100000 do
+        local chunk = ('"k%d":1,'):format(i)
+        d:feed(chunk)
+        fed = fed + #chunk
+        local ok, e = pcall(d.next, d)
+        if not ok then err = e break end
+      end
+      assert.is_table(err)
+      assert.are.equal("json", err.kind)
+      assert.matches("max_envelope", err.message)
+      assert.is_true(fed < 1100)
+    end)
+
+    it("stops an endless envelope with the default max_envelope of 1 MiB", function()
+      local d = json.decoder { records = "data" }
+      d:feed("{")
+      local chunk = {}
+      for i = 1, 1000 do chunk[i] = ('"k%07d":1,'):format(i) end
+      chunk = table.concat(chunk)
+      local fed, err = 1, nil
+      for i = 1, 300 do
+        d:feed(chunk:gsub('"k', '"' .. i .. "k"))
+        fed = fed + #chunk + 1000 * #tostring(i)
+        local ok, e = pcall(d.next, d)
+        if not ok then err = e break end
+      end
+      assert.matches("max_envelope", err.message)
+      assert.is_true(fed > 1048576 and fed < 1048576 + 2 * #chunk)
+    end)
+
+    it("stops an endless envelope key or value at max_envelope", function()
+      for _, head in ipairs { '{"', '{"a":"', '{"a":[1,', '{"a":123' } do
+        local d = json.decoder { records = "data", max_envelope = 500 }
+        d:feed(head)
+        local err
+        for _ = 1, 100 do
+          d:feed(head:sub(-1) == "," and ("1,"):rep(50) or ("1"):rep(100))
+          local ok, e = pcall(d.next, d)
+          if not ok then err = e break end
+        end
+        assert.matches("max_envelope", err and err.message or "no error", head)
+      end
+    end)
+
+    it("accepts an envelope up to max_envelope", function()
+      -- every byte but the records array's "[1,2]" is envelope
+      local doc = '{"a":"' .. ("x"):rep(80) .. '","data":[1,2],"b":2}'
+      local d = json.decoder { records = "data", max_envelope = #doc - 5 }
+      assert.are.same({ 1, 2 }, feed_in(d, doc, { 7 }))
+      assert.are.equal(80, #d:envelope().a)
+      d = json.decoder { records = "data", max_envelope = 0 }
+      assert.are.same({ 1, 2 }, feed_in(d, "[1,2]", { 1 }))
+      d = json.decoder { records = "data", max_envelope = #doc - 6 }
+      assert.has_error(function() feed_in(d, doc, { 7 }) end)
+      assert.has_error(function() json.decoder { max_envelope = -1 } end)
+    end)
+
+    it("lifts a size limit with math.huge, and refuses sizes that are not", function()
+      local d = json.decoder { records = "data", max_record = math.huge, max_envelope = math.huge,
+                               max_body = math.huge }
+      assert.are.same({ ("x"):rep(5000) }, feed_in(d, '{"e":"' .. ("y"):rep(5000) .. '","data":["'
+        .. ("x"):rep(5000) .. '"]}', { 999 }))
+      for _, k in ipairs { "max_record", "max_envelope", "max_body" } do
+        for _, v in ipairs { -1, 0 / 0, "big" } do
+          local ok, err = pcall(json.decoder, { [k] = v })
+          assert.is_false(ok)
+          assert.are.equal("usage", err.kind)
+        end
+      end
+    end)
+
+    it("stops a scalar record with endless digits at max_record", function()
+      for _, head in ipairs { "[", '{"data":[1,', "[-", "[1.", "[1e" } do
+        local d = json.decoder { records = "data", max_record = 100 }
+        d:feed(head)
+        local err
+        for _ = 1, 100 do
+          d:feed("123123123")
+          local ok, e = pcall(d.next, d)
+          if not ok then err = e break end
+        end
+        assert.matches("max_record", err and err.message or "no error", head)
+      end
+    end)
+
+    it("applies max_record to a record that arrives complete in one chunk", function()
+      local rec = '{"a":"' .. ("x"):rep(100) .. '"}'
+      for _, opts in ipairs { { max_record = #rec - 1 }, { max_record = #rec - 1, whole = true } } do
+        local d = json.decoder(opts)
+        d:feed(opts.whole and rec or "[" .. rec .. "]")
+        raises_json(function() d:next() end, "max_record")
+      end
+      local d = json.decoder { max_record = #rec }
+      d:feed("[" .. rec .. "," .. rec .. "]")
+      assert.are.equal(100, #d:next().a)
+      d = json.decoder { max_record = 3 }
+      d:feed("[123,1234]")
+      assert.are.equal(123, d:next())
+      raises_json(function() d:next() end, "max_record")
+    end)
+
+    it("stops endless strings at max_record, and long ones at max_string", function()
+      for _, head in ipairs { '["', '{"data":[{"a":"', '[{"', '["\\u00e9' } do
+        local d = json.decoder { records = "data", max_record = 1000 }
+        d:feed(head)
+        local err
+        for _ = 1, 100 do
+          d:feed(("x"):rep(100))
+          local ok, e = pcall(d.next, d)
+          if not ok then err = e break end
+        end
+        assert.matches("max_record", err and err.message or "no error", head)
+      end
+      local d = json.decoder { max_string = 10 }
+      d:feed('["' .. ("x"):rep(11) .. '"]')
+      raises_json(function() d:next() end, "max_string")
+      d = json.decoder { max_string = 10 }
+      assert.are.same({ ("x"):rep(10) }, feed_in(d, '["' .. ("x"):rep(10) .. '"]', { 3 }))
+    end)
+  end)
+
+  describe(":decoder raw mode", function()
+    local function raw_records(doc, opts, sizes)
+      opts = opts or {}
+      opts.raw = true
+      return feed_in(json.decoder(opts), doc, sizes or { #doc })
+    end
+
+    it("keeps 1e400 byte for byte", function()
+      assert.are.same({ "1e400", "-1E-400", "0.10" }, raw_records("[1e400,-1E-400,0.10]"))
+    end)
+
+    it("keeps -0 and integers beyond int64 byte for byte", function()
+      assert.are.same({ "-0", "123456789012345678901234567890", "-9223372036854775809" },
+        raw_records("[-0,123456789012345678901234567890,-9223372036854775809]"))
+    end)
+
+    it("keeps escapes as they came in", function()
+      local rec = [["\u00e9\n\/\"\ud83d\ude00 é"]]
+      assert.are.same({ rec }, raw_records("[" .. rec .. "]"))
+    end)
+
+    it("removes whitespace outside strings only", function()
+      local doc = '[ {\n  "a" : [ 1 ,\t2 ] ,\r\n  "b c" : " x  y "\n} ,\n  true ]'
+      local out = raw_records(doc)
+      assert.are.same({ '{"a":[1,2],"b c":" x  y "}', "true" }, out)
+      for _, sizes in ipairs { { 1 }, { 3, 7 } } do
+        assert.are.same(out, raw_records(doc, nil, sizes))
+      end
+    end)
+
+    it("never puts a newline inside a record", function()
+      local rows = page(50)
+      local doc = json.encode(rows):gsub(",", ",\n  ")
+      for _, r in ipairs(raw_records(doc, nil, { 100 })) do
+        assert.is_nil(r:find("\n", 1, true))
+      end
+    end)
+
+    it("gives records that decode to the same values as table mode", function()
+      local text = json.encode(page(200))
+      local want = feed_in(json.decoder(), text, { 333 })
+      local got = raw_records(text, nil, { 333 })
+      assert.are.equal(#want, #got)
+      for i = 1, #want do assert.are.same(want[i], json.decode(got[i])) end
+    end)
+
+    it("hands out the whole document minified with whole = true", function()
+      assert.are.same({ '{"a":[1,{}],"b":"x y"}' },
+        raw_records(' { "a" : [ 1 , { } ] , "b" : "x y" } ', { whole = true }, { 2 }))
+      assert.are.same({ "1e400" }, raw_records(" 1e400 ", { whole = true }, { 1 }))
+    end)
+
+    it("keeps the envelope, count and skip as in table mode", function()
+      local d = json.decoder { records = "data", raw = true }
+      d:feed('{"page":2,"data":[{"a":1},{"a":2},{"a":3}],"next":{"c":"x"}}')
+      d:finish()
+      assert.are.equal('{"a":1}', d:next())
+      assert.is_true(d:skip())
+      assert.are.equal('{"a":3}', d:next())
+      assert.are.same({ nil, "done" }, { d:next() })
+      assert.are.equal(3, d:count())
+      assert.are.same({ page = 2, next = { c = "x" } }, d:envelope())
+    end)
+
+    it("raises the same errors as table mode, at the same offsets", function()
+      local bad = { '["\255"]', '["\\ud800"]', '["\\udc00x"]', '["\\x"]', "[01]", "[1.]", "[-]",
+                    '["a\tb"]', "[[1,]]", '[{"a" 1}]', '[{"a":1,}]', "[nul]", "[[[[1]]]]",
+                    '[{"a":1,"a":2}]', '[{"a":1,"\\u0061":2}]', '[{"k":{"x":1,"y":{"x":1,"x":2}}}]',
+                    '["' .. ("x"):rep(20) .. '"]', '["\\u00e9' .. ("x"):rep(19) .. '"]', "[1 2]",
+                    '[{"a":1},{"a":1,"b":2,"a":3}]', "[tru]", '[{"a":[}]',
+                    '["' .. ("x"):rep(20) .. '\\q"]', '["\\n' .. ("x"):rep(20) .. '\255"]',
+                    '["\\n' .. ("x"):rep(20) .. '\1"]', '["\\n' .. ("x"):rep(30) }
+      for _, doc in ipairs(bad) do
+        for _, size in ipairs { #doc, 1 } do
+          local opts = { max_depth = 3, max_string = 19 }
+          local ok1, e1 = pcall(feed_in, json.decoder(opts), doc, { size })
+          opts.raw = true
+          local ok2, e2 = pcall(feed_in, json.decoder(opts), doc, { size })
+          assert.is_false(ok1, doc)
+          assert.is_false(ok2, doc)
+          assert.are.equal("json", e2.kind)
+          assert.are.equal(e1.message, e2.message, doc)
+          assert.are.equal(e1.offset, e2.offset, doc)
+        end
+      end
+    end)
+
+    it("accepts what table mode accepts at the limits", function()
+      local opts = { max_depth = 3, max_string = 19, raw = true }
+      assert.are.same({ "[[1]]", '"' .. ("x"):rep(19) .. '"', '"\\u00e9' .. ("x"):rep(17) .. '"' },
+        raw_records('[[[1]],"' .. ("x"):rep(19) .. '","\\u00e9' .. ("x"):rep(17) .. '"]', opts))
+    end)
+
+    it("finds duplicate keys in records of a repeated shape", function()
+      local recs = {}
+      for i = 1, 10 do recs[i] = ('{"id":%d,"m":{"x":1,"y":2},"t":[{"k":1}]}'):format(i) end
+      assert.are.equal(10, #raw_records("[" .. table.concat(recs, ",") .. "]"))
+      for _, dup in ipairs { '{"id":1,"m":{"x":1,"y":2},"id":2}', '{"id":1,"m":{"x":1,"x":2}}',
+                             '{"id":1,"m":{"x":1,"y":2},"t":[{"k":1,"k":1}]}', '{"\\u0069d":1,"id":1}' } do
+        local doc = "[" .. table.concat(recs, ",") .. "," .. dup .. "]"
+        assert.has_error(function() raw_records(doc) end)
+        local ok, e = pcall(raw_records, doc, nil, { 7 })
+        assert.is_false(ok)
+        assert.matches("duplicate key", e.message)
+      end
+    end)
+
+    it("applies max_record to the record's text as it came in", function()
+      assert.are.same({ "[1,2]" }, raw_records("[[ 1 , 2 ]]", { max_record = 9 }))
+      assert.has_error(function() raw_records("[[ 1 , 2 ]]", { max_record = 8 }) end)
+    end)
+
+    it("streams 10000 levels, and refuses 10001", function()
+      local N = 10000
+      local arrays = ("["):rep(N) .. ("]"):rep(N)
+      local objects = ('{"a":'):rep(N - 1) .. "{}" .. ("}"):rep(N - 1)
+      for _, doc in ipairs { arrays, objects } do
+        local spaced = doc:gsub(":", " : ")
+        for _, size in ipairs { #spaced, 1 } do
+          assert.are.same({ doc }, raw_records(spaced, { whole = true, max_depth = N }, { size }))
+        end
+        local co = coroutine.wrap(function() return raw_records(doc, { whole = true, max_depth = N }) end)
+        assert.are.same({ doc }, co())
+        local deeper = doc:sub(1, 1) == "[" and "[" .. doc .. "]" or '{"a":' .. doc .. "}"
+        local ok, e = pcall(raw_records, deeper, { whole = true, max_depth = N })
+        assert.is_false(ok)
+        assert.matches("max_depth %(10000%)", e.message)
+      end
+    end)
+
+    it("is faster than decoding to tables", function()
+      if os.getenv("CONVERSE_VALGRIND") then return end
+      local text = json.encode(page(3000))
+      local function best(opts)
+        local t = math.huge
+        for _ = 1, 3 do
+          local t0 = os.clock()
+          feed_in(json.decoder(opts), text, { 65536 })
+          t = math.min(t, os.clock() - t0)
+        end
+        return t
+      end
+      local tables, raw = best(nil), best({ raw = true })
+      assert.is_true(raw < tables, ("raw %.3fs, tables %.3fs"):format(raw, tables))
+    end)
+
+    it("blames a raw option that is not a boolean on the caller", function()
+      local ok, err = pcall(json.decoder, { raw = "yes" })
+      assert.is_false(ok)
+      assert.are.equal("usage", err.kind)
+      assert.is_string(feed_in(json.decoder { raw = false }, "[1]", { 1 })[1] and "ok")
+    end)
+  end)
 end)
+

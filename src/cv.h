@@ -82,6 +82,7 @@ cv_decoder *cv_decoder_check(lua_State *L, int idx);
 int      cv_decoder_feed(cv_decoder *d, const char *p, size_t n);  /* never raises */
 size_t   cv_decoder_pending(const cv_decoder *d);
 void     cv_decoder_eof(cv_decoder *d);
+/* Push the next record: a Lua value, or its JSON text in raw mode. */
 int      cv_decoder_next(lua_State *L, cv_decoder *d);
 int      cv_decoder_skip(lua_State *L, cv_decoder *d);
 void     cv_decoder_push_envelope(lua_State *L, cv_decoder *d);

@@ -6,10 +6,19 @@
 ** of an error, and the caller tries again with more bytes.
 **
 ** Hot paths: strings without escapes are pushed straight from the input
-** (ASCII runs checked 8 bytes at a time); integers are accumulated without
-** strtod; short floats use the exact fast path (mantissa <= 2^53 and a
-** power of ten <= 22); tables are pre-sized from the previous object or
-** array seen at the same depth.
+** (ASCII runs checked 8 bytes at a time); object keys that repeat the key
+** sequence of the previous object at the same place are pushed from the
+** key cache (json_internal.h) with no duplicate check; integers are
+** accumulated without strtod; short floats use the exact fast path
+** (mantissa <= 2^53 and a power of ten <= 22); tables are pre-sized from
+** the previous object or array seen at the same depth.
+**
+** A duplicate key in any object is an error (README "JSON semantics").
+** Stack while parsing: the caller's fixed slots (array metatable, key
+** cache), then per open object its cache slot table (depths 1..
+** CV_KEY_DEPTHS) and the table, then the pending key; per open array the
+** table. The recursion is one C frame per level (< 200 bytes even under
+** ASan), CV_JSON_DEPTH_MAX levels at most.
 */
 #include <locale.h>
 #include <stdarg.h>
@@ -45,66 +54,44 @@ int cv_json_error(cv_parser *P, const char *p, const char *fmt, ...) {
   return cv_json_verror(P, p, fmt, ap);      /* never returns: no va_end needed */
 }
 
-/* Incomplete input: NULL while more may come, an error at the real end. */
-#define MORE(P, p) \
-  ((P)->final ? (cv_json_error((P), (p), "unexpected end of input"), (const char *)NULL) \
-              : (const char *)NULL)
+/* The key is shown up to 60 bytes (cut on a character boundary), control
+** characters as '?', so the message stays one printable line. */
+int cv_json_dup_key(cv_parser *P, const char *at) {
+  size_t n, m, i;
+  const char *k = lua_tolstring(P->L, -1, &n);
+  char shown[64];
+  m = n > 60 ? 60 : n;
+  while (m > 0 && m < n && ((unsigned char)k[m] & 0xC0) == 0x80) m--;
+  for (i = 0; i < m; i++) shown[i] = (unsigned char)k[i] < 0x20 ? '?' : k[i];
+  shown[m] = '\0';
+  return cv_json_error(P, at, "duplicate key \"%s%s\"", shown, m < n ? "..." : "");
+}
+
+const char *cv_json_unexpected(cv_parser *P, const char *p) {
+  char hex[8];
+  if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7F)
+    cv_json_error(P, p, "unexpected character '%c'", *p);
+  snprintf(hex, sizeof hex, "0x%02X", (unsigned)(unsigned char)*p);
+  cv_json_error(P, p, "unexpected byte %s", hex);
+  return NULL;
+}
+
+void cv_json_parser_init(cv_parser *P, lua_State *L, const char *s, size_t n,
+                         uint64_t off, int final, int depth) {
+  memset(P, 0, sizeof *P);
+  P->L = L;
+  P->base = s;
+  P->end = s + n;
+  P->base_off = off;
+  P->final = final;
+  P->depth = depth;
+  P->max_depth = CV_JSON_DEPTH;
+  P->max_string = CV_JSON_MAX_STRING;
+  P->window = lua_gettop(L) + 1;
+  P->spill_at = depth + CV_JSON_WINDOW;
+}
 
 /* ---- strings ----------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s (n bytes available): >0 valid,
-** 0 invalid, -1 cut short by the end of the buffer. */
-static int utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0], lo = 0x80, hi = 0xBF;
-  int len;
-  if (c >= 0xC2 && c <= 0xDF) len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;               /* no UTF-16 surrogates */
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;               /* nothing above U+10FFFF */
-  } else return 0;
-  if (n < 2) return -1;
-  if (s[1] < lo || s[1] > hi) return 0;
-  if (len >= 3) {
-    if (n < 3) return -1;
-    if ((s[2] & 0xC0) != 0x80) return 0;
-  }
-  if (len == 4) {
-    if (n < 4) return -1;
-    if ((s[3] & 0xC0) != 0x80) return 0;
-  }
-  return len;
-}
-
-/* Does the 8-byte word hold a byte that ends a plain ASCII run:
-** '"', '\\', a control character, or a byte >= 0x80? */
-static int special8(const char *p) {
-  uint64_t x, q, b;
-  const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-  memcpy(&x, p, 8);
-  q = x ^ (ones * '"');
-  b = x ^ (ones * '\\');
-  return (((x - ones * 0x20) | (q - ones) | (b - ones) | x) & high) != 0;
-}
-
-static int hexval(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Four hex digits at p -> code unit, or -1. */
-static long hex4(const char *p) {
-  int a = hexval((unsigned char)p[0]), b = hexval((unsigned char)p[1]);
-  int c = hexval((unsigned char)p[2]), d = hexval((unsigned char)p[3]);
-  if ((a | b | c | d) < 0) return -1;
-  return (long)((a << 12) | (b << 8) | (c << 4) | d);
-}
 
 /* p = a \uXXXX escape that is half of a surrogate pair, alone. */
 static void lone_surrogate(cv_parser *P, const char *p, const char *which) {
@@ -112,6 +99,39 @@ static void lone_surrogate(cv_parser *P, const char *p, const char *which) {
   memcpy(hex, p + 2, 4);
   hex[4] = '\0';
   cv_json_error(P, p, "lone %s surrogate \\u%s", which, hex);
+}
+
+long cv_json_escape(cv_parser *P, const char *p, size_t *len) {
+  long cu, lo;
+  *len = 2;
+  switch (p[1]) {
+    case '"':  return '"';
+    case '\\': return '\\';
+    case '/':  return '/';
+    case 'b':  return '\b';
+    case 'f':  return '\f';
+    case 'n':  return '\n';
+    case 'r':  return '\r';
+    case 't':  return '\t';
+    case 'u':  break;
+    default:   cv_json_error(P, p, "invalid escape '\\%c'", p[1]);
+  }
+  if (P->end - p < 6) {
+    if (P->final) cv_json_error(P, p, "unexpected end of input");
+    return -2;
+  }
+  if ((cu = cv_hex4(p + 2)) < 0) cv_json_error(P, p, "invalid \\u escape");
+  if (cu >= 0xDC00 && cu <= 0xDFFF) lone_surrogate(P, p, "low");
+  *len = 6;
+  if (cu < 0xD800 || cu > 0xDBFF) return cu;
+  if (P->end - p < 12) {
+    if (!P->final) return -2;
+    lone_surrogate(P, p, "high");
+  }
+  lo = (p[6] == '\\' && p[7] == 'u') ? cv_hex4(p + 8) : -1;
+  if (lo < 0xDC00 || lo > 0xDFFF) lone_surrogate(P, p, "high");
+  *len = 12;
+  return 0x10000 + ((cu - 0xD800) << 10) + (lo - 0xDC00);
 }
 
 static size_t put_utf8(char *o, unsigned long cp) {
@@ -135,85 +155,54 @@ static size_t put_utf8(char *o, unsigned long cp) {
 }
 
 /* The slow path: a string with escapes, decoded into the scratch buffer.
-** s = first byte after the opening quote, p = the first backslash. */
-static const char *string_escaped(cv_parser *P, const char *s, const char *p) {
-  const char *end = P->end;
+** s0 = first byte after the opening quote, p = the first backslash.
+** Invariant at the top of the loop: scratch holds the decoded text of
+** [s0, s), and [s, p) is plain text not copied yet. */
+static const char *string_escaped(cv_parser *P, const char *s0, const char *p) {
+  const char *end = P->end, *s = s0;
   cv_buf *b = P->scratch;
   b->len = 0;
-  if (cv_buf_add(b, s, (size_t)(p - s)) != 0) cv_error_oom(P->L, "decoding a string");
   for (;;) {
-    unsigned char c;
-    char *o;
-    if (cv_buf_reserve(b, 4) != 0) cv_error_oom(P->L, "decoding a string");
-    o = b->p + b->len;                      /* room for the 4 bytes one step writes */
-    if (p >= end) return MORE(P, p);
+    unsigned char c = 0;
+    while (end - p >= 8 && !cv_special8(p)) p += 8;
+    while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 && c != '"' && c != '\\')
+      p++;
+    if (cv_buf_add(b, s, (size_t)(p - s)) != 0) cv_error_oom(P->L, "decoding a string");
+    if (b->len > P->max_string) cv_json_error(P, s0, "string longer than max_string");
+    if (p >= end) return CV_MORE(P, p);
     c = (unsigned char)*p;
     if (c == '"') break;
+    if (cv_buf_reserve(b, 4) != 0) cv_error_oom(P->L, "decoding a string");
     if (c == '\\') {
-      if (p + 1 >= end) return MORE(P, p);
-      switch (p[1]) {
-        case '"':  *o = '"'; break;
-        case '\\': *o = '\\'; break;
-        case '/':  *o = '/'; break;
-        case 'b':  *o = '\b'; break;
-        case 'f':  *o = '\f'; break;
-        case 'n':  *o = '\n'; break;
-        case 'r':  *o = '\r'; break;
-        case 't':  *o = '\t'; break;
-        case 'u': {
-          long cu, lo;
-          if (end - p < 6) return MORE(P, p);
-          cu = hex4(p + 2);
-          if (cu < 0) cv_json_error(P, p, "invalid \\u escape");
-          if (cu >= 0xDC00 && cu <= 0xDFFF)
-            lone_surrogate(P, p, "low");
-          if (cu >= 0xD800 && cu <= 0xDBFF) {
-            if (end - p < 12) {
-              if (!P->final) return NULL;
-              lone_surrogate(P, p, "high");
-            }
-            lo = (p[6] == '\\' && p[7] == 'u') ? hex4(p + 8) : -1;
-            if (lo < 0xDC00 || lo > 0xDFFF)
-              lone_surrogate(P, p, "high");
-            cu = 0x10000 + ((cu - 0xD800) << 10) + (lo - 0xDC00);
-            p += 6;
-          }
-          b->len += put_utf8(o, (unsigned long)cu);
-          p += 6;
-          continue;
-        }
-        default:
-          cv_json_error(P, p, "invalid escape '\\%c'", p[1]);
-      }
-      b->len++;
-      p += 2;
+      size_t n;
+      long cp;
+      if (p + 1 >= end) return CV_MORE(P, p);
+      if ((cp = cv_json_escape(P, p, &n)) < 0) return NULL;
+      b->len += put_utf8(b->p + b->len, (unsigned long)cp);
+      p += n;
     } else if (c < 0x20) {
       cv_json_error(P, p, "control character in string");
-    } else if (c < 0x80) {
-      *o = (char)c;
-      b->len++;
-      p++;
     } else {
-      int k = utf8_seq((const unsigned char *)p, (size_t)(end - p));
-      if (k < 0) return MORE(P, p);
+      int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
+      if (k < 0) return CV_MORE(P, p);
       if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
-      memcpy(o, p, (size_t)k);
+      memcpy(b->p + b->len, p, (size_t)k);
       b->len += (size_t)k;
       p += k;
     }
-    if (b->len > P->max_string) cv_json_error(P, s, "string longer than max_string");
+    if (b->len > P->max_string) cv_json_error(P, s0, "string longer than max_string");
+    s = p;
   }
   lua_pushlstring(P->L, b->p, b->len);
   return p + 1;
 }
 
-/* p = first byte after the opening quote. */
-static const char *parse_string(cv_parser *P, const char *p) {
+const char *cv_json_string(cv_parser *P, const char *p) {
   const char *s = p, *end = P->end;
   for (;;) {
     unsigned char c;
-    while (end - p >= 8 && !special8(p)) p += 8;
-    if (p >= end) return MORE(P, p);
+    while (end - p >= 8 && !cv_special8(p)) p += 8;
+    if (p >= end) return CV_MORE(P, p);
     c = (unsigned char)*p;
     if (c == '"') {
       if ((size_t)(p - s) > P->max_string) cv_json_error(P, s, "string longer than max_string");
@@ -224,8 +213,8 @@ static const char *parse_string(cv_parser *P, const char *p) {
     if (c < 0x20) cv_json_error(P, p, "control character in string");
     if (c < 0x80) { p++; continue; }
     {
-      int k = utf8_seq((const unsigned char *)p, (size_t)(end - p));
-      if (k < 0) return MORE(P, p);
+      int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
+      if (k < 0) return CV_MORE(P, p);
       if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
       p += k;
     }
@@ -243,7 +232,6 @@ static const double POW10[] = {
 static double slow_double(cv_parser *P, const char *s, const char *e) {
   char tmp[128], *buf = tmp, dp = localeconv()->decimal_point[0];
   size_t n = (size_t)(e - s), i;
-  double d;
   if (n >= sizeof tmp) {
     P->scratch->len = 0;
     if (cv_buf_reserve(P->scratch, n + 1) != 0) cv_error_oom(P->L, "decoding a number");
@@ -253,142 +241,174 @@ static double slow_double(cv_parser *P, const char *s, const char *e) {
   buf[n] = '\0';
   if (dp != '.')
     for (i = 0; i < n; i++) if (buf[i] == '.') buf[i] = dp;
-  d = strtod(buf, NULL);
-  return d;
+  return strtod(buf, NULL);
 }
 
-#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
-
-static const char *parse_number(cv_parser *P, const char *p) {
+/* An integer literal: exact when it fits, else the nearest float or its text. */
+static void push_integer(cv_parser *P, const char *s, const char *e, const cv_number *n) {
   lua_State *L = P->L;
-  const char *s = p, *end = P->end;
-  uint64_t m = 0;
-  int neg = 0, is_float = 0, overflow = 0, exp10 = 0;
-  if (*p == '-') {
-    neg = 1;
-    if (++p >= end) return MORE(P, p);
-  }
-  if (*p == '0') {
-    p++;
-    if (p < end && IS_DIGIT(*p)) cv_json_error(P, s, "number with a leading zero");
-  } else if (IS_DIGIT(*p)) {
-    do {
-      unsigned d = (unsigned)(*p - '0');
-      if (m < 1844674407370955161ULL || (m == 1844674407370955161ULL && d <= 5))
-        m = m * 10 + d;
-      else
-        overflow = 1;
-      p++;
-    } while (p < end && IS_DIGIT(*p));
-  } else {
-    cv_json_error(P, s, "invalid number");
-  }
-  if (p < end && *p == '.') {
-    is_float = 1;
-    if (++p >= end) return MORE(P, p);
-    if (!IS_DIGIT(*p)) cv_json_error(P, p, "digit expected after '.'");
-    do {
-      if (m < 100000000000000000ULL) { m = m * 10 + (unsigned)(*p - '0'); exp10--; }
-      else overflow = 1;
-      p++;
-    } while (p < end && IS_DIGIT(*p));
-  }
-  if (p < end && (*p == 'e' || *p == 'E')) {
-    int eneg = 0, ev = 0;
-    is_float = 1;
-    if (++p >= end) return MORE(P, p);
-    if (*p == '+' || *p == '-') {
-      eneg = *p == '-';
-      if (++p >= end) return MORE(P, p);
-    }
-    if (!IS_DIGIT(*p)) cv_json_error(P, p, "digit expected in exponent");
-    do {
-      if (ev < 100000) ev = ev * 10 + (*p - '0');
-      p++;
-    } while (p < end && IS_DIGIT(*p));
-    exp10 += eneg ? -ev : ev;
-  }
-  if (p >= end && !P->final) return NULL;       /* more digits may follow */
-  if (!is_float && !overflow) {
-    if (m == 0 && neg) {                        /* "-0": keep the sign */
-      lua_pushnumber(L, -0.0);
-      return p;
-    }
+  if (!n->overflow) {
+    if (n->m == 0 && n->neg) { lua_pushnumber(L, -0.0); return; }   /* "-0": keep the sign */
 #if CV_HAS_INTEGER
-    if (!neg && m <= (uint64_t)INT64_MAX) { lua_pushinteger(L, (lua_Integer)m); return p; }
-    if (neg && m <= (uint64_t)INT64_MAX + 1) {
-      lua_pushinteger(L, (lua_Integer)(0 - m));
-      return p;
+    if (!n->neg && n->m <= (uint64_t)INT64_MAX) { lua_pushinteger(L, (lua_Integer)n->m); return; }
+    if (n->neg && n->m <= (uint64_t)INT64_MAX + 1) {
+      lua_pushinteger(L, (lua_Integer)(0 - n->m));
+      return;
     }
 #else
-    if (m <= 9007199254740992ULL) {             /* exact in a double */
-      lua_pushnumber(L, neg ? -(lua_Number)m : (lua_Number)m);
-      return p;
+    if (n->m <= 9007199254740992ULL) {              /* exact in a double */
+      lua_pushnumber(L, n->neg ? -(lua_Number)n->m : (lua_Number)n->m);
+      return;
     }
 #endif
-    overflow = 1;
   }
-  if (!is_float) {                              /* integer outside the exact range */
-    if (P->big_string) lua_pushlstring(L, s, (size_t)(p - s));
-    else lua_pushnumber(L, (lua_Number)slow_double(P, s, p));
-    return p;
+  if (P->big_string) lua_pushlstring(L, s, (size_t)(e - s));
+  else lua_pushnumber(L, (lua_Number)slow_double(P, s, e));
+}
+
+static const char *parse_number(cv_parser *P, const char *s) {
+  cv_number n;
+  const char *p = cv_json_number(P, s, &n);
+  if (p == NULL) return NULL;
+  if (!n.is_float) push_integer(P, s, p, &n);
+  else if (!n.overflow && n.m <= 9007199254740992ULL && n.exp10 >= -22 && n.exp10 <= 22) {
+    double d = (double)n.m;
+    d = n.exp10 < 0 ? d / POW10[-n.exp10] : d * POW10[n.exp10];
+    lua_pushnumber(P->L, n.neg ? -d : d);
+  } else {
+    lua_pushnumber(P->L, (lua_Number)slow_double(P, s, p));
   }
-  if (!overflow && m <= 9007199254740992ULL && exp10 >= -22 && exp10 <= 22) {
-    double d = (double)m;
-    d = exp10 < 0 ? d / POW10[-exp10] : d * POW10[exp10];
-    lua_pushnumber(L, neg ? -d : d);
-    return p;
-  }
-  lua_pushnumber(L, (lua_Number)slow_double(P, s, p));
   return p;
+}
+
+/* ---- the key cache ----------------------------------------------------- */
+
+int cv_json_slot_push(cv_parser *P) {
+  lua_State *L = P->L;
+  int s;
+  if (P->keys == NULL || P->depth > CV_KEY_DEPTHS) return -1;
+  s = (P->depth - 1) * CV_KEY_WAYS + (P->way & (CV_KEY_WAYS - 1));
+  if (cv_rawgeti(L, P->keys_idx, s + 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 16, 0);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, P->keys_idx, s + 1);
+    P->keys->n[s] = 0;                      /* a new table holds no key yet */
+  }
+  return s;
+}
+
+void cv_json_slot_store(cv_parser *P, int s, int slot_idx, int i, const char *raw,
+                        size_t rawn) {
+  lua_State *L = P->L;
+  const char *k;
+  size_t n;
+  if (s < 0 || i >= CV_KEY_MAX || P->keys->n[s] != i) return;
+  k = lua_tolstring(L, -1, &n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, slot_idx, i + 1);
+  if (n != rawn) {                          /* escapes: keep the raw text to compare */
+    lua_pushlstring(L, raw, rawn);
+    k = lua_tostring(L, -1);
+    lua_rawseti(L, slot_idx, CV_KEY_MAX + i + 1);
+  }
+  P->keys->slot[s].k[i].p = k;              /* kept alive by the slot table */
+  P->keys->slot[s].k[i].n = rawn;
+  P->keys->n[s] = i + 1;
+}
+
+/* ---- the Lua stack window ---------------------------------------------- */
+
+void cv_json_spill(lua_State *L, int from, int keep) {
+  int top = lua_gettop(L), m = top - keep - from + 1, i;
+  lua_createtable(L, m, 1);
+  for (i = 0; i < m; i++) {
+    lua_pushvalue(L, from + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushnumber(L, (lua_Number)m);         /* slots may be nil: keep the count */
+  lua_setfield(L, -2, "n");
+  if (m == 0) {                             /* nothing to move: slide the table in */
+    lua_insert(L, from);
+    return;
+  }
+  lua_replace(L, from);
+  for (i = 1; i <= keep; i++) {
+    lua_pushvalue(L, top - keep + i);
+    lua_replace(L, from + i);
+  }
+  lua_settop(L, from + keep);
+}
+
+void cv_json_unspill(lua_State *L, int from) {
+  int m, i;
+  lua_getfield(L, from, "n");
+  m = (int)lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  for (i = 0; i < m; i++) {                 /* [s1..si, t, kept] -> [s1..si+1, t, kept] */
+    lua_rawgeti(L, from + i, i + 1);
+    lua_insert(L, from + i);
+  }
+  lua_remove(L, from + m);
 }
 
 /* ---- structures -------------------------------------------------------- */
 
-static const char *literal(cv_parser *P, const char *p, const char *word, size_t n) {
-  size_t have = (size_t)(P->end - p);
-  if (memcmp(p, word, have < n ? have : n) != 0) cv_json_error(P, p, "invalid literal");
-  if (have < n) return MORE(P, p);
-  return p + n;
-}
-
-static void enter(cv_parser *P, const char *p) {
-  if (++P->depth > P->max_depth)
-    cv_json_error(P, p, "nesting deeper than max_depth (%d)", P->max_depth);
-  if (!lua_checkstack(P->L, 4)) cv_json_error(P, p, "Lua stack exhausted");
+/* The key of member i at p (its '"'), pushed. t = the object's stack index,
+** s its cache slot (table at t - 1) or -1, *seq = keys 0..i-1 were hits. */
+static const char *parse_key(cv_parser *P, const char *p, int t, int s, int i, int *seq) {
+  lua_State *L = P->L;
+  const char *q;
+  size_t hit;
+  if (*p != '"') cv_json_error(P, p, "object key (a string) expected");
+  if (*seq && (hit = cv_json_slot_hit(P, s, i, p + 1)) != 0) {
+    lua_rawgeti(L, t - 1, i + 1);           /* distinct from keys 0..i-1: no check */
+    return p + 1 + hit;
+  }
+  if (*seq) { *seq = 0; P->keys->n[s] = i; } /* the cache follows this object now */
+  if ((q = cv_json_string(P, p + 1)) == NULL) return NULL;
+  lua_pushvalue(L, -1);
+  if (cv_rawget(L, t) != LUA_TNIL) {
+    lua_pop(L, 1);
+    cv_json_dup_key(P, p);
+  }
+  lua_pop(L, 1);
+  cv_json_slot_store(P, s, t - 1, i, p + 1, (size_t)(q - p - 2));
+  return q;
 }
 
 static const char *parse_object(cv_parser *P, const char *p) {
   lua_State *L = P->L;
   const char *end = P->end;
-  int d = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, n = 0;
-  enter(P, p);
-  lua_createtable(L, 0, P->obj_hint[d]);
+  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, i = 0, t, s, seq;
+  cv_json_enter(P, p);
+  s = cv_json_slot_push(P);
+  seq = s >= 0;
+  lua_createtable(L, 0, P->obj_hint[h]);
+  t = lua_gettop(L);
   p = cv_json_ws(p + 1, end);
-  if (p >= end) return MORE(P, p);
-  if (*p == '}') { P->depth--; return p + 1; }
-  for (;;) {
-    if (*p != '"') cv_json_error(P, p, "object key (a string) expected");
-    if ((p = parse_string(P, p + 1)) == NULL) return NULL;
-    p = cv_json_ws(p, end);
-    if (p >= end) return MORE(P, p);
-    if (*p != ':') cv_json_error(P, p, "':' expected after an object key");
-    p = cv_json_ws(p + 1, end);
-    if (p >= end) return MORE(P, p);
-    if ((p = cv_json_value(P, p)) == NULL) return NULL;
-    lua_rawset(L, -3);
-    n++;
-    p = cv_json_ws(p, end);
-    if (p >= end) return MORE(P, p);
-    if (*p == ',') {
+  if (p >= end) return CV_MORE(P, p);
+  if (*p != '}') {
+    for (;;) {
+      if ((p = parse_key(P, p, t, s, i, &seq)) == NULL) return NULL;
+      p = cv_json_ws(p, end);
+      if (p >= end) return CV_MORE(P, p);
+      if (*p != ':') cv_json_error(P, p, "':' expected after an object key");
       p = cv_json_ws(p + 1, end);
-      if (p >= end) return MORE(P, p);
-      continue;
+      if (p >= end) return CV_MORE(P, p);
+      P->way = i++;
+      if ((p = cv_json_value(P, p)) == NULL) return NULL;
+      lua_rawset(L, t);
+      p = cv_json_ws(p, end);
+      if (p >= end) return CV_MORE(P, p);
+      if (*p == '}') break;
+      if (*p != ',') cv_json_error(P, p, "',' or '}' expected in an object");
+      p = cv_json_ws(p + 1, end);
+      if (p >= end) return CV_MORE(P, p);
     }
-    if (*p == '}') break;
-    cv_json_error(P, p, "',' or '}' expected in an object");
+    P->obj_hint[h] = i;
   }
-  P->obj_hint[d] = n;
+  if (s >= 0) lua_remove(L, t - 1);
   P->depth--;
   return p + 1;
 }
@@ -396,55 +416,63 @@ static const char *parse_object(cv_parser *P, const char *p) {
 static const char *parse_array(cv_parser *P, const char *p) {
   lua_State *L = P->L;
   const char *end = P->end;
-  int d = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, n = 0;
-  enter(P, p);
-  lua_createtable(L, P->arr_hint[d], 0);
+  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, n = 0;
+  cv_json_enter(P, p);
+  lua_createtable(L, P->arr_hint[h], 0);
   lua_pushvalue(L, P->array_mt);
   lua_setmetatable(L, -2);
   p = cv_json_ws(p + 1, end);
-  if (p >= end) return MORE(P, p);
+  if (p >= end) return CV_MORE(P, p);
   if (*p == ']') { P->depth--; return p + 1; }
   for (;;) {
+    P->way = 0;
     if ((p = cv_json_value(P, p)) == NULL) return NULL;
     lua_rawseti(L, -2, ++n);
     p = cv_json_ws(p, end);
-    if (p >= end) return MORE(P, p);
+    if (p >= end) return CV_MORE(P, p);
     if (*p == ',') {
       p = cv_json_ws(p + 1, end);
-      if (p >= end) return MORE(P, p);
+      if (p >= end) return CV_MORE(P, p);
       continue;
     }
     if (*p == ']') break;
     cv_json_error(P, p, "',' or ']' expected in an array");
   }
-  P->arr_hint[d] = n;
+  P->arr_hint[h] = n;
   P->depth--;
   return p + 1;
 }
 
+/* A container at a window boundary: the outer levels' slots move aside. */
+static const char *spilled(cv_parser *P, const char *p) {
+  int from = P->window;
+  cv_json_spill(P->L, from, 0);
+  P->window = from + 1;
+  P->spill_at += CV_JSON_WINDOW;
+  p = *p == '{' ? parse_object(P, p) : parse_array(P, p);
+  P->spill_at -= CV_JSON_WINDOW;
+  P->window = from;
+  if (p != NULL) cv_json_unspill(P->L, from);
+  return p;
+}
+
 const char *cv_json_value(cv_parser *P, const char *p) {
   switch (*p) {
-    case '"': return parse_string(P, p + 1);
-    case '{': return parse_object(P, p);
-    case '[': return parse_array(P, p);
+    case '"': return cv_json_string(P, p + 1);
+    case '{': return P->depth < P->spill_at ? parse_object(P, p) : spilled(P, p);
+    case '[': return P->depth < P->spill_at ? parse_array(P, p) : spilled(P, p);
     case 't':
-      if ((p = literal(P, p, "true", 4)) != NULL) lua_pushboolean(P->L, 1);
+      if ((p = cv_json_literal(P, p, "true", 4)) != NULL) lua_pushboolean(P->L, 1);
       return p;
     case 'f':
-      if ((p = literal(P, p, "false", 5)) != NULL) lua_pushboolean(P->L, 0);
+      if ((p = cv_json_literal(P, p, "false", 5)) != NULL) lua_pushboolean(P->L, 0);
       return p;
     case 'n':
-      if ((p = literal(P, p, "null", 4)) != NULL) lua_pushlightuserdata(P->L, NULL);
+      if ((p = cv_json_literal(P, p, "null", 4)) != NULL) lua_pushlightuserdata(P->L, NULL);
       return p;
     default:
-      if (*p == '-' || IS_DIGIT(*p)) return parse_number(P, p);
-      if ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7F)
-        return (cv_json_error(P, p, "unexpected character '%c'", *p), (const char *)NULL);
-      {
-        char hex[8];
-        snprintf(hex, sizeof hex, "0x%02X", (unsigned)(unsigned char)*p);
-        return (cv_json_error(P, p, "unexpected byte %s", hex), (const char *)NULL);
-      }
+      if (*p == '-' || CV_IS_DIGIT(*p)) return parse_number(P, p);
+      return cv_json_unexpected(P, p);
   }
 }
 
@@ -459,13 +487,13 @@ void cv_json_options(lua_State *L, int idx, int *max_depth, size_t *max_string,
   if (!lua_istable(L, idx)) cv_error_raise(L, "usage", "JSON options must be a table");
   if (cv_getfield(L, idx, "max_depth") != LUA_TNIL) {
     lua_Number n = lua_tonumber(L, -1);
-    if (!(n >= 1 && n <= CV_JSON_DEPTH_MAX))
-      cv_error_raise(L, "usage", "max_depth must be 1..%d", CV_JSON_DEPTH_MAX);
+    if (!(n >= 1 && n <= CV_JSON_DEPTH_MAX) || n != (lua_Number)(int)n)
+      cv_error_raise(L, "usage", "max_depth must be an integer 1..%d", CV_JSON_DEPTH_MAX);
     *max_depth = (int)n;
   }
   lua_pop(L, 1);
   if (cv_getfield(L, idx, "max_string") != LUA_TNIL) {
-    lua_Number n = lua_tonumber(L, -1);
+    lua_Number n = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
     if (!(n >= 0)) cv_error_raise(L, "usage", "max_string must be a size in bytes");
     *max_string = n > 1e18 ? (size_t)-1 : (size_t)n;
   }
@@ -479,23 +507,30 @@ void cv_json_options(lua_State *L, int idx, int *max_depth, size_t *max_string,
   lua_pop(L, 1);
 }
 
-/* core.json_decode(s [, opts]) -> value */
+/* core.json_decode(s [, opts]) -> value
+** Stack: 1 = s, 2 = opts, 3 = scratch box, 4 = array metatable, 5 = key cache. */
 int cv_json_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len), *p;
   cv_parser P;
+  cv_keycache keys;
   cv_buf *box;
+  int max_depth, big_string;
+  size_t max_string;
   int obj_hint[CV_HINT_DEPTH] = {0}, arr_hint[CV_HINT_DEPTH] = {0};
   lua_settop(L, 2);
-  memset(&P, 0, sizeof P);
-  cv_json_options(L, 2, &P.max_depth, &P.max_string, &P.big_string);
+  cv_json_options(L, 2, &max_depth, &max_string, &big_string);
   box = cv_buf_box(L);                                                 /* 3 */
   luaL_getmetatable(L, CV_ARRAY_MT);                                  /* 4 */
-  P.L = L;
-  P.base = s;
-  P.end = s + len;
-  P.final = 1;
+  lua_createtable(L, CV_KEY_SLOTS, 0);                                /* 5 */
+  memset(keys.n, 0, sizeof keys.n);
+  cv_json_parser_init(&P, L, s, len, 0, 1, 0);
+  P.max_depth = max_depth;
+  P.max_string = max_string;
+  P.big_string = big_string;
   P.array_mt = 4;
+  P.keys_idx = 5;
+  P.keys = &keys;
   P.scratch = box;
   P.obj_hint = obj_hint;
   P.arr_hint = arr_hint;

@@ -6,14 +6,25 @@
 ** a sparse table ...) leaves nothing to free by hand: the box is collected.
 **
 ** Stack while encoding: 1 = value, 2 = options, 3 = buffer box,
-** 4 = array metatable, then one or two slots per level of nesting.
+** 4 = array metatable, then one or two slots per level of nesting; every
+** CV_JSON_WINDOW levels the outer slots move into a table and come back on
+** the way out (cv_json_spill), so 10000 levels fit LuaJIT's 8000 slots.
+** The recursion is three C frames per level, CV_JSON_DEPTH_MAX at most.
+**
+** Numbers read back as what they were: integers with every digit, floats
+** in the shortest form that round-trips. Without an integer subtype (5.1,
+** 5.2, LuaJIT) an integral double prints as an integer only within
+** +-2^53, where every integer is exact and the decoder reads a number back;
+** beyond, the float form (1.152921504606847e+18, 9007199254740994.0), which
+** the decoder also reads back as a number rather than as a big-integer
+** string.
 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cv.h"
+#include "json_internal.h"
 
 #define ARRAY_MT_SLOT     4
 
@@ -22,6 +33,7 @@ typedef struct cv_encoder {
   cv_buf    *b;                 /* boxed: slot 3 */
   int        max_depth;
   int        sort_keys;
+  int        window;            /* first stack slot of the current window */
 } cv_encoder;
 
 /* ---- buffer ------------------------------------------------------------ */
@@ -128,18 +140,17 @@ static void put_number(cv_encoder *e, int idx) {
       cv_error_raise(e->L, "json", "cannot encode %s: JSON has no NaN or Infinity",
                      isnan(d) ? "NaN" : "infinity");
 #if !CV_HAS_INTEGER
-    /* No integer subtype: integral values within 2^63 print as integers. */
-    if (floor(d) == d && fabs(d) <= 9.2233720368547758e18) {
+    /* No integer subtype: integral values within 2^53 print as integers. */
+    if (floor(d) == d && fabs(d) <= 9007199254740992.0) {
       n = snprintf(tmp, sizeof tmp, "%.0f", d);
       put(e, tmp, (size_t)n);
       return;
     }
 #endif
     n = format_double(tmp, sizeof tmp, d);
-#if CV_HAS_INTEGER
-    /* keep floats floats: 1.0 must not come back as the integer 1 */
+    /* keep floats floats: 1.0 must not come back as the integer 1, nor
+    ** 2^53 + 2 as a big-integer string where there is no integer subtype */
     if (strpbrk(tmp, ".eEn") == NULL) { tmp[n++] = '.'; tmp[n++] = '0'; }
-#endif
     put(e, tmp, (size_t)n);
   }
 }
@@ -248,15 +259,10 @@ static void encode_object(cv_encoder *e, int idx, int depth) {
   putc_(e, '}');
 }
 
-static void encode_table(cv_encoder *e, int idx, int depth) {
+static void encode_container(cv_encoder *e, int idx, int depth) {
   lua_State *L = e->L;
   int marked = 0;
   lua_Integer n;
-  if (depth >= e->max_depth)
-    cv_error_raise(L, "json", "cannot encode: nesting deeper than %d (or a cycle)",
-                   e->max_depth);
-  if (!lua_checkstack(L, 6))
-    cv_error_raise(L, "json", "cannot encode: Lua stack exhausted");
   if (lua_getmetatable(L, idx)) {
     marked = lua_rawequal(L, -1, ARRAY_MT_SLOT);
     lua_pop(L, 1);
@@ -264,6 +270,26 @@ static void encode_table(cv_encoder *e, int idx, int depth) {
   n = classify(e, idx, marked);
   if (n >= 0) encode_array(e, idx, n, depth + 1);
   else encode_object(e, idx, depth + 1);
+}
+
+/* The table at idx (the top of the stack below the root). */
+static void encode_table(cv_encoder *e, int idx, int depth) {
+  lua_State *L = e->L;
+  int from = e->window;
+  if (depth >= e->max_depth)
+    cv_error_raise(L, "json", "cannot encode: nesting deeper than %d (or a cycle)",
+                   e->max_depth);
+  if (!lua_checkstack(L, 8))
+    cv_error_raise(L, "json", "cannot encode: Lua stack exhausted");
+  if (depth == 0 || depth % CV_JSON_WINDOW != 0) {
+    encode_container(e, idx, depth);
+    return;
+  }
+  cv_json_spill(L, from, 1);                /* the table stays on top, at from + 1 */
+  e->window = from + 1;
+  encode_container(e, from + 1, depth);
+  e->window = from;
+  cv_json_unspill(L, from);
 }
 
 static void encode_value(cv_encoder *e, int idx, int depth) {
@@ -297,12 +323,13 @@ int cv_json_encode(lua_State *L) {
   e.L = L;
   e.max_depth = CV_JSON_DEPTH;
   e.sort_keys = 0;
+  e.window = 5;
   if (!lua_isnil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_istable(L, 2)) cv_error_raise(L, "usage", "JSON options must be a table");
     if (cv_getfield(L, 2, "max_depth") != LUA_TNIL) {
       lua_Number n = lua_tonumber(L, -1);
-      if (!(n >= 1 && n <= CV_JSON_DEPTH_MAX))
-        cv_error_raise(L, "usage", "max_depth must be 1..%d", CV_JSON_DEPTH_MAX);
+      if (!(n >= 1 && n <= CV_JSON_DEPTH_MAX) || n != (lua_Number)(int)n)
+        cv_error_raise(L, "usage", "max_depth must be an integer 1..%d", CV_JSON_DEPTH_MAX);
       e.max_depth = (int)n;
     }
     if (cv_getfield(L, 2, "sort_keys") != LUA_TNIL)

@@ -13,6 +13,18 @@
 ** cv_decoder_feed never raises and never touches a lua_State: it runs
 ** inside libcurl's write callback. Problems found there are reported by
 ** the next cv_decoder_next.
+**
+** Invariants:
+** - the unconsumed bytes are in.p[start, in.len), `off` is the document
+**   offset of in.p[start]; an empty buffer has start = in.len = 0 and
+**   in.p may be NULL, so pointers come from in_begin()/in_end() only;
+** - scan_pos > 0 iff the value at in.p[start] was scanned that far and
+**   is not complete yet (the scanner's state is scan_*);
+** - env_bytes counts the bytes consumed outside the records array and
+**   never exceeds max_envelope; records never exceed max_record, and the
+**   scanner stops at the limit instead of reading on;
+** - bit i of path_seen: the object at level i had its key path[i]; with
+**   the envelope table it makes every duplicate key an error.
 */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,6 +33,7 @@
 #include "json_internal.h"
 
 #define MAX_PATH     16
+#define MAX_ENVELOPE ((size_t)1 << 20)
 
 enum {
   ST_BEGIN,        /* before the top-level value */
@@ -38,11 +51,12 @@ enum {
 };
 
 enum { FEED_OK, FEED_OOM, FEED_TOO_BIG, FEED_CLOSED };
+enum { TAKE_SKIP, TAKE_TABLE, TAKE_RAW };  /* what take_value does with a value */
 
 struct cv_decoder {
   /* options */
-  int         max_depth, big_string, whole;
-  size_t      max_string, max_record;
+  int         max_depth, big_string, whole, raw;
+  size_t      max_string, max_record, max_envelope;
   uint64_t    max_body;
   int         npath;                       /* components of `records` */
   char       *path[MAX_PATH];
@@ -55,8 +69,9 @@ struct cv_decoder {
   int         eof, feed_err, closed;
   /* envelope walk */
   int         state, level;                /* level: object depth on the path; -1 = bare array */
-  int         on_path;                     /* levels [0, on_path) matched the path */
   cv_buf      key;                         /* the current member's key (decoded) */
+  unsigned    path_seen;
+  uint64_t    env_bytes;
   int         env_ref, env_stale;
   uint64_t    count;
   /* a record (or envelope value) cut by the end of the buffer */
@@ -64,13 +79,22 @@ struct cv_decoder {
   int         scan_depth, scan_str, scan_scalar;
   /* parser state kept across records */
   cv_buf      scratch;
+  cv_buf      out;                         /* raw mode: the record's text */
   int         obj_hint[CV_HINT_DEPTH], arr_hint[CV_HINT_DEPTH];
+  int         keys_ref;                    /* the key cache's Lua half (registry) */
+  cv_keycache keys;
 };
 
-/* ---- feeding (no Lua) -------------------------------------------------- */
+/* ---- the input buffer (no Lua) ----------------------------------------- */
+
+static const char EMPTY[1] = "";
+
+static const char *in_begin(const cv_decoder *d) { return d->in.p ? d->in.p + d->start : EMPTY; }
+static const char *in_end(const cv_decoder *d) { return d->in.p ? d->in.p + d->in.len : EMPTY; }
 
 int cv_decoder_feed(cv_decoder *d, const char *p, size_t n) {
   if (d->feed_err != FEED_OK || d->closed) return -1;
+  if (n == 0) return 0;
   if (d->max_body && d->fed + n > d->max_body) { d->feed_err = FEED_TOO_BIG; return -1; }
   if (d->in.cap - d->in.len < n && d->start > 0) {      /* compact first */
     memmove(d->in.p, d->in.p + d->start, d->in.len - d->start);
@@ -92,8 +116,10 @@ void cv_decoder_reset(cv_decoder *d) {
   d->eof = 0;
   d->feed_err = FEED_OK;
   d->state = ST_BEGIN;
-  d->level = d->on_path = 0;
+  d->level = 0;
   d->key.len = 0;
+  d->path_seen = 0;
+  d->env_bytes = 0;
   d->count = 0;
   d->scan_pos = 0;
   d->env_stale = 1;
@@ -104,28 +130,57 @@ void cv_decoder_reset(cv_decoder *d) {
 void cv_decoder_trim(cv_decoder *d) {
   cv_buf_free(&d->in);
   cv_buf_free(&d->scratch);
+  cv_buf_free(&d->out);
   d->start = 0;
   d->scan_pos = 0;
   d->eof = 1;
   if (d->state != ST_DONE) d->feed_err = FEED_CLOSED;   /* nothing more can be read */
 }
 
-/* ---- helpers ----------------------------------------------------------- */
+/* Bytes outside the records array count against max_envelope. */
+static int in_envelope(const cv_decoder *d) {
+  return !d->whole && d->state != ST_ARR_FIRST && d->state != ST_ARR_ITEM
+      && d->state != ST_ARR_NEXT;
+}
 
+static void consume(cv_decoder *d, size_t n) {
+  if (in_envelope(d)) d->env_bytes += n;
+  d->start += n;
+  d->off += n;
+  if (d->start == d->in.len) d->start = d->in.len = 0;
+}
+
+/* Skip whitespace; returns the first other byte or -1 when none is buffered. */
+static int peek(cv_decoder *d) {
+  const char *p = in_begin(d), *e = in_end(d);
+  const char *q = cv_json_ws(p, e);
+  consume(d, (size_t)(q - p));
+  return q < e ? (unsigned char)*q : -1;
+}
+
+/* ---- errors and parsers ------------------------------------------------ */
+
+/* The depth of the container holding the value at buf[start]. */
+static int outer_depth(const cv_decoder *d) {
+  return d->whole ? 0 : d->level + 1 + (d->state == ST_ARR_ITEM);
+}
+
+/* A parser over the unconsumed bytes; call with the fixed slots pushed
+** (array metatable at mt_idx, key cache at mt_idx + 1; 0 = none). */
 static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int mt_idx) {
-  P->L = L;
-  P->base = d->in.p + d->start;
-  P->end = d->in.p + d->in.len;
-  P->base_off = d->off;
-  P->final = d->eof;
-  P->depth = d->whole ? 0 : d->level + 1 + (d->state == ST_ARR_ITEM);
+  cv_json_parser_init(P, L, in_begin(d), d->in.len - d->start, d->off, d->eof, outer_depth(d));
   P->max_depth = d->max_depth;
   P->max_string = d->max_string;
   P->big_string = d->big_string;
   P->array_mt = mt_idx;
+  if (mt_idx != 0) {
+    P->keys_idx = mt_idx + 1;
+    P->keys = &d->keys;
+  }
   P->scratch = &d->scratch;
   P->obj_hint = d->obj_hint;
   P->arr_hint = d->arr_hint;
+  P->out = &d->out;
 }
 
 /* Raise a "json" error at `at` (NULL: the first unconsumed byte). */
@@ -134,43 +189,37 @@ static int fail(lua_State *L, cv_decoder *d, const char *at, const char *fmt, ..
   va_list ap;
   init_parser(L, d, &P, 0);
   va_start(ap, fmt);
-  return cv_json_verror(&P, at ? at : d->in.p + d->start, fmt, ap);
+  return cv_json_verror(&P, at ? at : P.base, fmt, ap);
 }
 
-static void consume(cv_decoder *d, size_t n) {
-  d->start += n;
-  d->off += n;
-  if (d->start == d->in.len) d->start = d->in.len = 0;
+/* The duplicate-key error for the key on top of the stack, at offset off. */
+static int fail_dup(lua_State *L, uint64_t off) {
+  cv_parser P;
+  cv_json_parser_init(&P, L, EMPTY, 0, off, 1, 0);
+  return cv_json_dup_key(&P, EMPTY);
 }
 
-/* Skip whitespace; returns the first other byte or -1 when none is buffered. */
-static int peek(cv_decoder *d) {
-  const char *p = d->in.p + d->start, *e = d->in.p + d->in.len;
-  const char *q = cv_json_ws(p, e);
-  consume(d, (size_t)(q - p));
-  return q < e ? (unsigned char)*q : -1;
-}
+/* ---- values ------------------------------------------------------------ */
 
-/* Resume the scan for the end of the value at buf[start]: 1 and *ext = its
-** length when complete, 0 when more bytes are needed. Strings are scanned
-** with memchr; nothing is validated here (the parser does that). */
-static int scan(lua_State *L, cv_decoder *d, size_t *ext) {
-  const char *b = d->in.p + d->start;
-  size_t n = d->in.len - d->start, i = d->scan_pos;
-  if (i == 0) {
-    char c = b[0];
-    d->scan_scalar = 0;
-    if (c == '{' || c == '[') { d->scan_depth = 1; d->scan_str = 0; i = 1; }
-    else if (c == '"') { d->scan_depth = 0; d->scan_str = 1; i = 1; }
-    else d->scan_scalar = 1;                 /* number or literal */
+/* The most bytes the value at buf[start] may take, and the error when it
+** takes more: max_record, and for the envelope what is left of max_envelope. */
+static size_t value_limit(const cv_decoder *d, const char **what) {
+  uint64_t left;
+  *what = "record larger than max_record";
+  if (!in_envelope(d)) return d->max_record;
+  left = d->env_bytes >= d->max_envelope ? 0 : d->max_envelope - d->env_bytes;
+  if (left < d->max_record) {
+    *what = "envelope larger than max_envelope";
+    return (size_t)left;
   }
-  if (d->scan_scalar) {
-    while (i < n && !strchr(",]} \t\r\n", b[i])) i++;
-    if (i == n && !d->eof) { d->scan_pos = i; return 0; }
-    *ext = i;
-    d->scan_pos = 0;
-    return 1;
-  }
+  *what = "envelope value larger than max_record";
+  return d->max_record;
+}
+
+/* The scanner, for a container or a string: resume at i, stop at n. */
+static int scan_nested(lua_State *L, cv_decoder *d, size_t i, size_t n, size_t *ext) {
+  const char *b = in_begin(d);
+  int outer = outer_depth(d);
   while (i < n) {
     if (d->scan_str) {
       const char *q = (const char *)memchr(b + i, '"', n - i);
@@ -184,75 +233,91 @@ static int scan(lua_State *L, cv_decoder *d, size_t *ext) {
       i = (size_t)(q - b) + 1;
       if ((((size_t)(q - b) - k) & 1) == 0) {
         d->scan_str = 0;
-        if (d->scan_depth == 0) { *ext = i; d->scan_pos = 0; return 1; }
+        if (d->scan_depth == 0) { *ext = i; return 1; }
       }
       continue;
     }
     switch (b[i++]) {
       case '"': d->scan_str = 1; break;
-      case '{': case '[':
-        if (++d->scan_depth > d->max_depth + 1)
-          fail(L, d, b + i - 1, "nesting deeper than max_depth");
+      case '{': case '[':                    /* the parser's own check, same place */
+        if (outer + ++d->scan_depth > d->max_depth)
+          fail(L, d, b + i - 1, "nesting deeper than max_depth (%d)", d->max_depth);
         break;
       case '}': case ']':
-        if (--d->scan_depth == 0) { *ext = i; d->scan_pos = 0; return 1; }
+        if (--d->scan_depth == 0) { *ext = i; return 1; }
         break;
       default: break;
     }
   }
   d->scan_pos = i;
-  if (d->max_record && i > d->max_record)
-    fail(L, d, NULL, "record larger than max_record");
   return 0;
 }
 
-/* Parse (skip = 0) or skip the value at buf[start]; pushes it when parsed.
+/* Resume the scan for the end of the value at buf[start]: 1 and *ext = its
+** length when complete, 0 when more bytes are needed. It reads at most
+** max + 1 bytes and raises `what` past max. Nothing is validated here
+** (the parser does that) but the depth, exactly as the parser counts it. */
+static int scan(lua_State *L, cv_decoder *d, size_t max, const char *what, size_t *ext) {
+  const char *b = in_begin(d);
+  size_t n = d->in.len - d->start, i = d->scan_pos;
+  int cut = 0, done;
+  if (n > max) { n = max + 1; cut = 1; }
+  if (i == 0) {
+    d->scan_depth = 0;
+    d->scan_str = b[0] == '"';
+    d->scan_scalar = b[0] != '"' && b[0] != '{' && b[0] != '[';
+    i = d->scan_str;
+  }
+  if (d->scan_scalar) {                      /* number or literal */
+    while (i < n && !strchr(",]} \t\r\n", b[i])) i++;
+    d->scan_pos = i;
+    done = i < n || (d->eof && !cut);
+    *ext = i;
+  } else {
+    done = scan_nested(L, d, i, n, ext);
+  }
+  if (done) d->scan_pos = 0;
+  if ((done && *ext > max) || (!done && cut)) fail(L, d, NULL, "%s", what);
+  return done;
+}
+
+/* Parse the value at P->base in the given mode (TAKE_TABLE or TAKE_RAW). */
+static const char *parse_in(cv_parser *P, int mode) {
+  return mode == TAKE_RAW ? cv_json_raw(P, P->base) : cv_json_value(P, P->base);
+}
+
+/* Parse (pushed) or skip the value at buf[start], as `mode` says.
 ** Returns 1 when done, 0 when more bytes are needed. */
-static int take_value(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
+static int take_value(lua_State *L, cv_decoder *d, int mode, int mt_idx) {
   cv_parser P;
-  size_t ext;
-  const char *p;
+  const char *what, *p;
+  size_t max = value_limit(d, &what), ext;
   int top = lua_gettop(L);
-  if (d->scan_pos == 0 && !skip) {           /* fast path: parse in place */
+  if (d->scan_pos == 0 && mode != TAKE_SKIP) {      /* fast path: parse in place */
     init_parser(L, d, &P, mt_idx);
-    p = cv_json_value(&P, P.base);
-    if (p != NULL) {
+    if ((size_t)(P.end - P.base) > max) { P.end = P.base + max + 1; P.final = 0; }
+    if ((p = parse_in(&P, mode)) != NULL) {
+      if ((size_t)(p - P.base) > max) fail(L, d, NULL, "%s", what);
       consume(d, (size_t)(p - P.base));
       return 1;
     }
     lua_settop(L, top);                      /* cut short: find its end first */
   }
-  if (!scan(L, d, &ext)) {
-    if (d->eof) fail(L, d, d->in.p + d->in.len, "unexpected end of input");
+  if (!scan(L, d, max, what, &ext)) {
+    if (d->eof) fail(L, d, in_end(d), "unexpected end of input");
     return 0;
   }
-  if (d->max_record && ext > d->max_record)
-    fail(L, d, NULL, "record larger than max_record");
-  if (!skip) {
+  if (mode != TAKE_SKIP) {
     init_parser(L, d, &P, mt_idx);
     P.end = P.base + ext;
     P.final = 1;
-    p = cv_json_value(&P, P.base);
-    if (p != P.end) {
-      init_parser(L, d, &P, mt_idx);
-      cv_json_error(&P, p, "unexpected data after a value");
-    }
+    if ((p = parse_in(&P, mode)) != P.end) cv_json_error(&P, p, "unexpected data after a value");
   }
   consume(d, ext);
   return 1;
 }
 
-/* Decode the member key at buf[start] (a string) into d->key. */
-static int take_key(lua_State *L, cv_decoder *d, int mt_idx) {
-  size_t n;
-  const char *s;
-  if (!take_value(L, d, 0, mt_idx)) return 0;
-  s = lua_tolstring(L, -1, &n);
-  d->key.len = 0;
-  if (cv_buf_add(&d->key, s, n) != 0) cv_error_oom(L, "decoding an envelope key");
-  lua_pop(L, 1);
-  return 1;
-}
+/* ---- the envelope ------------------------------------------------------ */
 
 static int key_is(cv_decoder *d, int level) {
   return level < d->npath && d->key.len == d->pathlen[level]
@@ -270,8 +335,8 @@ static void push_env(lua_State *L, cv_decoder *d) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, d->env_ref);
 }
 
-/* env[path[0]]...[path[level-1]][key] = value on top (popped). */
-static void set_env(lua_State *L, cv_decoder *d) {
+/* Push env[path[0]]...[path[level-1]], creating the tables missing. */
+static void push_env_level(lua_State *L, cv_decoder *d) {
   int i;
   push_env(L, d);
   for (i = 0; i < d->level; i++) {
@@ -285,10 +350,45 @@ static void set_env(lua_State *L, cv_decoder *d) {
     }
     lua_remove(L, -2);
   }
+}
+
+/* env[path[0]]...[path[level-1]][key] = value on top (popped). */
+static void set_env(lua_State *L, cv_decoder *d) {
+  push_env_level(L, d);
   lua_pushlstring(L, d->key.p, d->key.len);
   lua_pushvalue(L, -3);
   lua_rawset(L, -3);
   lua_pop(L, 2);
+}
+
+/* Did the object at d->level already have the key d->key? The path's own
+** key leaves a bit (its value is not kept); any other key is in env. */
+static int key_seen(lua_State *L, cv_decoder *d) {
+  int seen;
+  if (key_is(d, d->level)) {
+    seen = (d->path_seen >> d->level) & 1;
+    d->path_seen |= 1u << d->level;
+    return seen;
+  }
+  push_env_level(L, d);
+  lua_pushlstring(L, d->key.p, d->key.len);
+  seen = cv_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  return seen;
+}
+
+/* Decode the member key at buf[start] (a string) into d->key. */
+static int take_key(lua_State *L, cv_decoder *d, int mt_idx) {
+  size_t n;
+  const char *s;
+  uint64_t at = d->off;
+  if (!take_value(L, d, TAKE_TABLE, mt_idx)) return 0;
+  s = lua_tolstring(L, -1, &n);
+  d->key.len = 0;
+  if (cv_buf_add(&d->key, s, n) != 0) cv_error_oom(L, "decoding an envelope key");
+  if (key_seen(L, d)) fail_dup(L, at);
+  lua_pop(L, 1);
+  return 1;
 }
 
 /* After the records array or a nested object closes. */
@@ -299,32 +399,59 @@ static void close_container(cv_decoder *d) {
 
 /* ---- the state machine ------------------------------------------------- */
 
+/* ST_VALUE: the value of member d->key; c = its first byte. */
+static int member_value(lua_State *L, cv_decoder *d, int c, int mt_idx) {
+  if (d->scan_pos == 0 && key_is(d, d->level)) {
+    if (d->level == d->npath - 1 && c == '[') {
+      d->state = ST_ARR_FIRST;                 /* its '[' is not envelope */
+      consume(d, 1);
+      return 1;
+    }
+    if (d->level < d->npath - 1 && c == '{') {
+      consume(d, 1);
+      d->level++;
+      d->state = ST_KEY_FIRST;
+      return 1;
+    }
+    if (d->level == d->npath - 1 && c != 'n')
+      fail(L, d, NULL, "the records field '%s' is not an array", d->path[d->level]);
+  }
+  if (!take_value(L, d, TAKE_TABLE, mt_idx)) return 0;
+  set_env(L, d);
+  d->state = ST_OBJ_NEXT;
+  return 1;
+}
+
+/* The next byte c that is not whitespace, or -1 at the end of the input
+** fed so far (raises at the real end when the document is incomplete). */
+static int next_byte(lua_State *L, cv_decoder *d) {
+  int c;
+  if (d->scan_pos != 0) return (unsigned char)*in_begin(d);
+  c = peek(d);
+  if (d->env_bytes > d->max_envelope) fail(L, d, NULL, "envelope larger than max_envelope");
+  if (c >= 0 || !d->eof) return c;
+  if (d->state == ST_TRAILING) { d->state = ST_DONE; return -1; }
+  if (d->state == ST_BEGIN && d->fed == 0)
+    fail(L, d, NULL, "empty document (a JSON value expected)");
+  return fail(L, d, NULL, "unexpected end of input");
+}
+
 static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
+  int rec = skip ? TAKE_SKIP : d->raw ? TAKE_RAW : TAKE_TABLE;
   for (;;) {
     int c;
     if (d->state == ST_DONE) return CV_DEC_DONE;
-    if (d->scan_pos == 0) {
-      c = peek(d);
-      if (c < 0) {
-        if (!d->eof) return CV_DEC_MORE;
-        if (d->state == ST_TRAILING) { d->state = ST_DONE; return CV_DEC_DONE; }
-        if (d->state == ST_BEGIN && d->fed == 0)
-          fail(L, d, NULL, "empty document (a JSON value expected)");
-        fail(L, d, NULL, "unexpected end of input");
-      }
-    } else {
-      c = (unsigned char)d->in.p[d->start];
-    }
+    if ((c = next_byte(L, d)) < 0) return d->state == ST_DONE ? CV_DEC_DONE : CV_DEC_MORE;
     switch (d->state) {
       case ST_BEGIN:
         if (d->whole) { d->state = ST_WHOLE; break; }
-        if (c == '[') { consume(d, 1); d->level = -1; d->state = ST_ARR_FIRST; break; }
+        if (c == '[') { d->level = -1; d->state = ST_ARR_FIRST; consume(d, 1); break; }
         if (c == '{' && d->npath > 0) { consume(d, 1); d->level = 0; d->state = ST_KEY_FIRST; break; }
         fail(L, d, NULL, d->npath ? "a JSON object or array expected"
                                   : "a JSON array of records expected");
         break;
       case ST_WHOLE:
-        if (!take_value(L, d, skip, mt_idx)) return CV_DEC_MORE;
+        if (!take_value(L, d, rec, mt_idx)) return CV_DEC_MORE;
         d->state = ST_TRAILING;
         d->count++;
         return CV_DEC_RECORD;
@@ -342,49 +469,32 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         d->state = ST_VALUE;
         break;
       case ST_VALUE:
-        if (d->scan_pos == 0 && key_is(d, d->level)) {
-          if (d->level == d->npath - 1 && c == '[') {
-            consume(d, 1);
-            d->state = ST_ARR_FIRST;
-            break;
-          }
-          if (d->level < d->npath - 1 && c == '{') {
-            consume(d, 1);
-            d->level++;
-            d->state = ST_KEY_FIRST;
-            break;
-          }
-          if (d->level == d->npath - 1 && c != 'n')
-            fail(L, d, NULL, "the records field '%s' is not an array", d->path[d->level]);
-        }
-        if (!take_value(L, d, 0, mt_idx)) return CV_DEC_MORE;
-        set_env(L, d);
-        d->state = ST_OBJ_NEXT;
+        if (!member_value(L, d, c, mt_idx)) return CV_DEC_MORE;
         break;
       case ST_OBJ_NEXT:
+        if (c != ',' && c != '}') fail(L, d, NULL, "',' or '}' expected in an object");
         consume(d, 1);
         if (c == ',') d->state = ST_KEY;
-        else if (c == '}') close_container(d);
-        else fail(L, d, d->in.p + d->start - 1, "',' or '}' expected in an object");
+        else close_container(d);
         break;
       case ST_ARR_FIRST:
         if (c == ']') {
           consume(d, 1);
-          if (d->level < 0) d->state = ST_TRAILING; else d->state = ST_OBJ_NEXT;
+          d->state = d->level < 0 ? ST_TRAILING : ST_OBJ_NEXT;
           break;
         }
         d->state = ST_ARR_ITEM;
         /* fall through */
       case ST_ARR_ITEM:
-        if (!take_value(L, d, skip, mt_idx)) return CV_DEC_MORE;
+        if (!take_value(L, d, rec, mt_idx)) return CV_DEC_MORE;
         d->state = ST_ARR_NEXT;
         d->count++;
         return CV_DEC_RECORD;
       case ST_ARR_NEXT:
+        if (c != ',' && c != ']') fail(L, d, NULL, "',' or ']' expected after a record");
         consume(d, 1);
         if (c == ',') d->state = ST_ARR_ITEM;
-        else if (c == ']') d->state = d->level < 0 ? ST_TRAILING : ST_OBJ_NEXT;
-        else fail(L, d, d->in.p + d->start - 1, "',' or ']' expected after a record");
+        else d->state = d->level < 0 ? ST_TRAILING : ST_OBJ_NEXT;
         break;
       case ST_TRAILING:
         fail(L, d, NULL, "unexpected data after the JSON value");
@@ -404,8 +514,9 @@ static int next_or_skip(lua_State *L, cv_decoder *d, int skip) {
     fail(L, d, NULL, "the transfer was closed before the body was complete");
   luaL_getmetatable(L, CV_ARRAY_MT);
   mt = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->keys_ref);
   r = step(L, d, skip, mt);
-  if (r == CV_DEC_RECORD && !skip) lua_remove(L, mt);
+  if (r == CV_DEC_RECORD && !skip) { lua_remove(L, mt); lua_remove(L, mt); }
   else lua_settop(L, mt - 1);
   return r;
 }
@@ -432,20 +543,42 @@ static void release(cv_decoder *d) {
   cv_buf_free(&d->in);
   cv_buf_free(&d->key);
   cv_buf_free(&d->scratch);
+  cv_buf_free(&d->out);
   for (i = 0; i < d->npath; i++) free(d->path[i]);
   d->npath = 0;
   d->start = 0;
   d->closed = 1;
 }
 
-static lua_Number opt_size(lua_State *L, int idx, const char *k, lua_Number dflt) {
-  lua_Number v = dflt;
+static size_t opt_size(lua_State *L, int idx, const char *k, size_t dflt) {
+  size_t v = dflt;
   if (cv_getfield(L, idx, k) != LUA_TNIL) {
-    v = lua_tonumber(L, -1);
-    if (!(v >= 0)) cv_error_raise(L, "usage", "%s must be a size in bytes", k);
+    lua_Number n = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
+    if (!(n >= 0)) cv_error_raise(L, "usage", "%s must be a size in bytes", k);
+    v = n >= (lua_Number)(size_t)-1 ? (size_t)-1 : (size_t)n;   /* math.huge: none */
   }
   lua_pop(L, 1);
   return v;
+}
+
+static int opt_bool(lua_State *L, int idx, const char *k) {
+  int t = cv_getfield(L, idx, k), v = lua_toboolean(L, -1);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN) cv_error_raise(L, "usage", "%s must be a boolean", k);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* The decoder's own options (cv_json_options reads the parser's). */
+static void read_options(lua_State *L, cv_decoder *d, int opts) {
+  size_t body;
+  cv_getfield(L, opts, "whole");
+  d->whole = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  d->raw = opt_bool(L, opts, "raw");
+  d->max_record = opt_size(L, opts, "max_record", d->max_record);
+  d->max_envelope = opt_size(L, opts, "max_envelope", d->max_envelope);
+  body = opt_size(L, opts, "max_body", 0);
+  d->max_body = body == (size_t)-1 ? 0 : (uint64_t)body;
 }
 
 cv_decoder *cv_decoder_new(lua_State *L, int opts) {
@@ -456,19 +589,15 @@ cv_decoder *cv_decoder_new(lua_State *L, int opts) {
   d = (cv_decoder *)lua_newuserdatauv(L, sizeof *d, 0);
   memset(d, 0, sizeof *d);
   d->closed = 1;                              /* until fully set up */
-  d->env_ref = LUA_NOREF;
+  d->env_ref = d->keys_ref = LUA_NOREF;
   luaL_setmetatable(L, CV_DECODER_MT);
+  lua_createtable(L, CV_KEY_SLOTS, 0);
+  d->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   cv_json_options(L, opts, &d->max_depth, &d->max_string, &d->big_string);
-  d->max_record = (size_t)CV_JSON_MAX_STRING;
+  d->max_record = CV_JSON_MAX_STRING;
+  d->max_envelope = MAX_ENVELOPE;
   if (opts != 0) {
-    lua_Number v;
-    cv_getfield(L, opts, "whole");
-    d->whole = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    v = opt_size(L, opts, "max_record", (lua_Number)d->max_record);
-    d->max_record = v > 1e18 ? (size_t)-1 : (size_t)v;
-    v = opt_size(L, opts, "max_body", 0);
-    d->max_body = v > 1e18 ? 0 : (uint64_t)v;
+    read_options(L, d, opts);
     if (cv_getfield(L, opts, "records") == LUA_TSTRING) records = lua_tostring(L, -1);
     else if (!lua_isnil(L, -1)) cv_error_raise(L, "usage", "records must be a dotted path string");
   }
@@ -571,7 +700,9 @@ static int dec_close(lua_State *L) {
   cv_decoder *d = cv_decoder_check(L, 1);
   if (!d->closed) release(d);
   luaL_unref(L, LUA_REGISTRYINDEX, d->env_ref);
-  d->env_ref = LUA_NOREF;
+  luaL_unref(L, LUA_REGISTRYINDEX, d->keys_ref);
+  d->env_ref = d->keys_ref = LUA_NOREF;
+  memset(d->keys.n, 0, sizeof d->keys.n);
   return 0;
 }
 
