@@ -1,0 +1,241 @@
+--- SQLite sink (Debian's lua-sql-sqlite3): one row per record, upserted.
+--
+-- The table is created from the records: the id field as PRIMARY KEY,
+-- then one column per top-level field (the source's documented fields
+-- first, then others in sorted order; a field seen later adds a column).
+-- Columns have no declared type, so values keep theirs: integers (every
+-- digit), reals, text, booleans as 1/0, null as NULL, arrays and objects as
+-- JSON text (sorted keys). A record that comes again replaces its row
+-- whole (upsert on the id: its newest content, absent fields NULL).
+--
+-- Each page is one transaction: its rows and the job's checkpoint (a row
+-- of `_converse_state`) commit together or not at all, so after any crash
+-- the table and the checkpoint agree.
+-- @module converse.sync.sinks.sqlite
+local core   = require "converse.core"
+local errors = require "converse.errors"
+local state  = require "converse.sync.state"
+
+local type, pairs, ipairs, tostring, setmetatable, pcall = type, pairs, ipairs, tostring, setmetatable, pcall
+local find, gsub, format, byte = string.find, string.gsub, string.format, string.byte
+local concat, sort, min = table.concat, table.sort, math.min
+local encode, NULL = core.json_encode, core.null
+local mtype = math.type
+local raise_io = state.raise_io
+local SORTED = { sort_keys = true }
+
+local M = {}
+local Sink = {}
+Sink.__index = Sink
+
+M.STATE_TABLE = "_converse_state"
+M.ROWS_PER_STATEMENT = 500
+
+local function ident(name) return '"' .. gsub(name, '"', '""') .. '"' end
+M.ident = ident
+
+local function hex(s)
+  return (gsub(s, ".", function(c) return format("%02X", byte(c)) end))
+end
+
+local function text_literal(s)
+  if find(s, "%z") then return "CAST(X'" .. hex(s) .. "' AS TEXT)" end   -- NUL bytes: as a blob
+  if find(s, "'", 1, true) then s = gsub(s, "'", "''") end
+  return "'" .. s .. "'"
+end
+
+--- The SQL literal of a JSON value.
+function M.literal(v)
+  local t = type(v)
+  if t == "string" then return text_literal(v) end
+  if t == "number" then
+    if mtype and mtype(v) == "integer" then return format("%d", v) end
+    if v == math.huge then return "9e999" elseif v == -math.huge then return "-9e999" end
+    if v ~= v then return "NULL" end
+    return encode(v)
+  end
+  if v == nil or v == NULL then return "NULL" end
+  if t == "boolean" then return v and "1" or "0" end
+  return text_literal(encode(v, SORTED))
+end
+local literal = M.literal
+
+function Sink:exec(sql)
+  local res, err = self.conn:execute(sql)
+  if res == nil then
+    raise_io(("sqlite %s: %s"):format(self.path, tostring(err):gsub("^LuaSQL: ", "")), "SQLITE")
+  end
+  if type(res) == "userdata" then res:close() end
+  return res
+end
+
+function Sink:rows(sql)
+  local cur, err = self.conn:execute(sql)
+  if not cur then raise_io(("sqlite %s: %s"):format(self.path, tostring(err)), "SQLITE") end
+  local out = {}
+  local row = cur:fetch({}, "a")
+  while row do
+    out[#out + 1] = row
+    row = cur:fetch({}, "a")
+  end
+  cur:close()
+  return out
+end
+
+function Sink:open(ctx)
+  if self.conn then return end
+  self.ctx = ctx
+  self.table = self.table or (ctx and ctx.table) or (ctx and ctx.name and ctx.name:gsub("%W", "_"))
+  self.key = self.key or (ctx and ctx.key)
+  if not self.key then errors.usage("sqlite sink: the source has no id field: pass key = FIELD") end
+  local ok, driver = pcall(require, "luasql.sqlite3")
+  if not ok then
+    raise_io("the sqlite sink needs LuaSQL for SQLite (Debian: apt-get install lua-sql-sqlite3)", "NO_DRIVER")
+  end
+  local env = driver.sqlite3()
+  local conn, err = env:connect(self.path)
+  if not conn then env:close() raise_io(("cannot open %s: %s"):format(self.path, tostring(err)), "OPEN") end
+  self.env, self.conn = env, conn
+  self:exec("PRAGMA busy_timeout = 30000")
+  self:exec("CREATE TABLE IF NOT EXISTS " .. M.STATE_TABLE
+    .. " (job TEXT PRIMARY KEY, state TEXT NOT NULL, updated_at TEXT NOT NULL)")
+  self:load_columns()
+end
+
+function Sink:load_columns()
+  local cols, have = {}, {}
+  for _, r in ipairs(self:rows("PRAGMA table_info(" .. ident(self.table) .. ")")) do
+    cols[#cols + 1] = r.name
+    have[r.name] = true
+  end
+  self.columns, self.have = cols, have
+  self.exists = #cols > 0
+end
+
+-- New columns for this batch, in a stable order: documented fields first.
+function Sink:new_columns(batch)
+  local add, seen = {}, {}
+  local function want(c)
+    if not self.have[c] and not seen[c] then seen[c] = true; add[#add + 1] = c end
+  end
+  if not self.exists then
+    want(self.key)
+    for _, c in ipairs(self.ctx and self.ctx.columns or {}) do want(c) end
+  end
+  local rest = {}
+  for i = 1, batch.n do
+    for k in pairs(batch.records[i]) do
+      if type(k) == "string" and not self.have[k] and not seen[k] then seen[k] = true; rest[#rest + 1] = k end
+    end
+  end
+  sort(rest)
+  for _, c in ipairs(rest) do add[#add + 1] = c end
+  return add
+end
+
+function Sink:ensure_columns(batch)
+  local add = self:new_columns(batch)
+  if #add == 0 then return end
+  if not self.exists then
+    local defs = {}
+    for i, c in ipairs(add) do defs[i] = ident(c) .. (c == self.key and " PRIMARY KEY" or "") end
+    self:exec("CREATE TABLE " .. ident(self.table) .. " (" .. concat(defs, ", ") .. ")")
+  else
+    for _, c in ipairs(add) do
+      self:exec("ALTER TABLE " .. ident(self.table) .. " ADD COLUMN " .. ident(c))
+    end
+  end
+  self.sql_head = nil
+  self:load_columns()
+end
+
+function Sink:insert(batch)
+  local cols, key = self.columns, self.key
+  if not self.sql_head then
+    local names, sets = {}, {}
+    for i, c in ipairs(cols) do
+      names[i] = ident(c)
+      if c ~= key then sets[#sets + 1] = ident(c) .. " = excluded." .. ident(c) end
+    end
+    self.sql_head = "INSERT INTO " .. ident(self.table) .. " (" .. concat(names, ", ") .. ") VALUES "
+    self.sql_tail = " ON CONFLICT (" .. ident(key) .. ") DO "
+      .. (#sets > 0 and ("UPDATE SET " .. concat(sets, ", ")) or "NOTHING")
+  end
+  local ncol, recs = #cols, batch.records
+  local step = M.ROWS_PER_STATEMENT
+  for first = 1, batch.n, step do
+    local rows = {}
+    for i = first, min(batch.n, first + step - 1) do
+      local rec = recs[i]
+      local id = rec[key]
+      if id == nil or id == NULL then
+        raise_io(("sqlite: a record has no %s (the table's primary key)"):format(key), "NO_KEY")
+      end
+      local vals = {}
+      for c = 1, ncol do vals[c] = literal(rec[cols[c]]) end
+      rows[#rows + 1] = "(" .. concat(vals, ",") .. ")"
+    end
+    self:exec(self.sql_head .. concat(rows, ",") .. self.sql_tail)
+  end
+end
+
+--- Write a page and (when given) the job's state, in one transaction.
+function Sink:write(batch, st)
+  self:exec("BEGIN IMMEDIATE")
+  local ok, err = pcall(function()
+    if batch and batch.n > 0 then
+      self:ensure_columns(batch)
+      self:insert(batch)
+    end
+    if st then
+      self:exec(("INSERT INTO %s (job, state, updated_at) VALUES (%s, %s, datetime('now')) "
+        .. "ON CONFLICT (job) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at")
+        :format(M.STATE_TABLE, text_literal(self.job or st.job), text_literal(state.encode(st))))
+    end
+    if self.delay then os.execute("sleep " .. self.delay) end
+    self:exec("COMMIT")
+  end)
+  if not ok then
+    pcall(self.conn.execute, self.conn, "ROLLBACK")
+    self:load_columns()
+    self.sql_head = nil
+    error(err, 0)
+  end
+end
+
+--- The store that keeps the state in `_converse_state` (same transactions).
+function Sink:store(name)
+  local sink = self
+  sink.job = name
+  return {
+    transactional = true,
+    load = function()
+      sink:open(sink.ctx)
+      local r = sink:rows("SELECT state FROM " .. M.STATE_TABLE .. " WHERE job = " .. text_literal(name))[1]
+      return r and state.decode(r.state, sink.path .. "#" .. M.STATE_TABLE) or nil
+    end,
+    save = function(_, st) sink:write(nil, st) end,
+    describe = function() return sink.path .. " (table " .. M.STATE_TABLE .. ")" end,
+  }
+end
+
+function Sink:close()
+  if self.conn then self.conn:close() self.conn = nil end
+  if self.env then self.env:close() self.env = nil end
+end
+
+--- A SQLite sink.
+-- @tparam string path database file (created if absent)
+-- @tparam[opt] table opts `table` (default: the stream's name), `key` (default: the source's id field)
+function M.new(path, opts)
+  opts = opts or {}
+  if type(path) ~= "string" or path == "" then errors.usage("sqlite sink: a database path expected") end
+  if opts.table ~= nil and (type(opts.table) ~= "string" or opts.table == "") then
+    errors.usage("sqlite sink: table must be a non-empty string")
+  end
+  if opts.table == M.STATE_TABLE then errors.usage("sqlite sink: " .. M.STATE_TABLE .. " holds the job state") end
+  return setmetatable({ kind = "sqlite", path = path, table = opts.table, key = opts.key, upsert = true,
+                        delay = tonumber(os.getenv("CONVERSE_SYNC_WRITE_DELAY") or "") }, Sink)
+end
+
+return M
