@@ -32,7 +32,7 @@ static int push_errno(lua_State *L, const char *path) {
 ** any other descriptor (a Lua file, after :flush()) wrote. */
 static int fs_fsync(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int fd = open(path, O_RDONLY);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   int rc, saved;
   if (fd < 0) return push_errno(L, path);
   do rc = fsync(fd); while (rc != 0 && errno == EINTR);
@@ -93,7 +93,7 @@ static int fs_lock(lua_State *L) {
   cv_lock *k = (cv_lock *)lua_newuserdatauv(L, sizeof *k, 0);
   k->fd = -1;
   luaL_setmetatable(L, LOCK_MT);
-  k->fd = open(path, O_RDWR | O_CREAT, 0644);
+  k->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);   /* children never hold it */
   if (k->fd < 0) return push_errno(L, path);
   if (flock(k->fd, LOCK_EX | LOCK_NB) != 0) {
     int busy = errno == EWOULDBLOCK;
