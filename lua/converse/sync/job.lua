@@ -28,6 +28,7 @@ local errors = require "converse.errors"
 local record = require "converse.sync.record"
 local state  = require "converse.sync.state"
 local stime  = require "converse.sync.time"
+local request = require "converse.request"
 
 local type, pairs, ipairs, tostring, tonumber, pcall, error, setmetatable, next =
   type, pairs, ipairs, tostring, tonumber, pcall, error, setmetatable, next
@@ -110,20 +111,32 @@ end
 
 -- ---- events ---------------------------------------------------------------
 
+-- Levels of the job's own events and of the client's (as converse.request logs them).
+local EVENT_LEVEL = { start = "info", window = "info", checkpoint = "debug", done = "info",
+                      request = "debug", response = "debug", page = "debug", rate_limit = "info",
+                      retry = "warn" }
+
 local function describe(ev)
-  if ev.type == "window" then
-    return format("window [%s, %s)", stime.short(ev.start), stime.short(ev.stop))
-  elseif ev.type == "checkpoint" then
-    return format("checkpoint: %d records, %d pages", ev.records, ev.pages)
+  local t = ev.type
+  if t == "window" then
+    return format("%s: window [%s, %s)", ev.job, stime.short(ev.start), stime.short(ev.stop))
+  elseif t == "checkpoint" then
+    return format("%s: checkpoint: %d records, %d pages", ev.job, ev.records, ev.pages)
+  elseif t == "start" then
+    return format("%s: %s", ev.job, ev.resumed and "resuming an unfinished run" or "starting")
+  elseif t == "done" then
+    return format("%s: %s", ev.job, ev.status)
   end
-  return ev.type
+  return ev.job .. ": " .. request.describe(ev)
 end
 
 function Job:emit(ev)
   ev.job = self.name
   if self.on_event then pcall(self.on_event, ev) end
   local log = self.log
-  if log and LEVELS[ev.level or "info"] >= log.level then pcall(log.write, "converse sync: " .. describe(ev)) end
+  if log and LEVELS[ev.level or EVENT_LEVEL[ev.type] or "info"] >= log.level then
+    pcall(log.write, "converse sync: " .. describe(ev))
+  end
 end
 
 -- ---- state ----------------------------------------------------------------
@@ -180,8 +193,11 @@ function Job:prepare(page, win)
   local old = dedupe and st.seen or nil
   local zone = dedupe and (run.to - self.lookback) or nil
   local dups = 0
+  -- raw texts stay undecoded when nothing needs the table (ndjson, no lookback zone)
+  local decode = dedupe or not self.sink.wants_raw or self.sink.needs_tables
   for _, item in ipairs(page.records) do
-    local rec, raw = record.split(item)
+    local rec, raw
+    if decode or type(item) ~= "string" then rec, raw = record.split(item) else rec, raw = item, item end
     local keep = true
     if dedupe then
       local k = record.key_text(rec[key])

@@ -29,7 +29,8 @@ function M.new(fn, opts)
   if type(fn) ~= "function" then errors.usage("sync.sink: a function expected") end
   opts = opts or {}
   return setmetatable({ kind = "function", fn = fn, upsert = opts.upsert or false,
-                        wants_raw = opts.raw or false, on_close = opts.close }, Sink)
+                        wants_raw = opts.raw or false, needs_tables = true,
+                        on_close = opts.close }, Sink)
 end
 
 return M
