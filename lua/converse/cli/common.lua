@@ -31,8 +31,15 @@ function M.is_usage(v) return getmetatable(v) == Usage end
 -- usage errors carry (the user typed options, not Lua).
 function M.plain(message)
   message = tostring(message)
-  local stripped = message:gsub("^[^%s:]+%.lua:%d+: ", ""):gsub("^%[string [^%]]*%]:%d+: ", "")
+  local stripped = message:gsub("^[^%s:]+:%d+: ", ""):gsub("^%[string [^%]]*%]:%d+: ", "")
   return stripped
+end
+
+--- One line for an error: an error object's text without its "converse: "
+-- prefix (the command names itself), a usage error without a position.
+function M.message(err)
+  if errors.is(err) and err.kind == "usage" then return M.plain(err.message) end
+  return (M.plain(tostring(err)):gsub("^converse: ", ""))
 end
 
 --- A new argparse parser for `converse NAME`.
@@ -68,10 +75,10 @@ function M.run(prog, body)
     return M.EXIT.usage
   end
   if errors.is(rc) and rc.kind == "usage" then
-    io.stderr:write(prog, ": ", M.plain(rc.message), "\n")
+    io.stderr:write(prog, ": ", M.message(rc), "\n")
     return M.EXIT.usage
   end
-  io.stderr:write(prog, ": ", M.plain(tostring(rc)), "\n")
+  io.stderr:write(prog, ": ", M.message(rc), "\n")
   return M.EXIT.error
 end
 

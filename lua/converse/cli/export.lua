@@ -139,7 +139,7 @@ function M.main(args)
         io.stderr:write(PROG, ": ", err.message, " after ", n, " records", where, "\n")
         return common.EXIT.interrupted
       end
-      io.stderr:write(PROG, ": ", common.plain(tostring(err)), where, "\n")
+      io.stderr:write(PROG, ": ", common.message(err), where, "\n")
       return status == "partial" and common.EXIT.partial or common.EXIT.error
     end
     if a.out then

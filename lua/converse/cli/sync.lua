@@ -73,10 +73,7 @@ local function parser()
   return p
 end
 
-local function plain_error(err)
-  if converse.is_error(err) and err.kind == "usage" then return common.plain(err.message) end
-  return (common.plain(tostring(err)):gsub("^converse: ", ""))
-end
+local plain_error = common.message
 
 -- The --json summary: stable keys, bookmark as a UTC time.
 local function json_summary(s, vendor, stream, rc)
@@ -135,6 +132,12 @@ function M.main(args)
         .. "apply to converz calls and agentx conversations|messages"):format(vendor, a.stream))
     end
     local q = common.params(a.param)
+    for _, k in ipairs(streams.STREAMS[vendor][a.stream].window_params or {}) do
+      if q[k] ~= nil then common.usage(("--param %s: the windows set it: use --since and --until"):format(k)) end
+    end
+    for _, k in ipairs { "page", "cursor" } do
+      if q[k] ~= nil then common.usage(("--param %s: the checkpoints set it"):format(k)) end
+    end
     local show = a.progress or (not a.no_progress and core.isatty(2))
     local line = show and progress.new(vendor .. "/" .. a.stream) or nil
     local api = common.vendor(vendor, a)

@@ -413,6 +413,9 @@ function Job:run()
         run.seen = {}
       end
       st.run = run
+      -- on disk before the first byte of output: a run killed inside its
+      -- first page write is cut back like any other
+      self:checkpoint(nil)
     end
     self:emit { type = "start", resumed = self.resumed, from = st.run.from, to = st.run.to,
                 windowed = self.source.windowed or false }
