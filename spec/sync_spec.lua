@@ -330,6 +330,39 @@ describe("converse.sync", function()
     end)
   end)
 
+  describe("the sqlite sink with raw JSON texts", function()
+    it("takes every field out of the text, finds new fields, refuses a record without id", function()
+      local sqlite = require "converse.sync.sinks.sqlite"
+      local sink = sqlite.new(dir .. "/r.db", { table = "things" })
+      sink:open { key = "id", columns = { "id", "name" } }
+      local function write(texts)
+        sink:write({ records = texts, n = #texts })
+      end
+      write { '{"id":"a","name":"O\'Brien","n":9007199254740993,"ok":true,"tags":["x"],"m":{"k":1}}',
+              '{"id":"b","name":null}' }
+      write { '{"id":"b","name":"B","late":1.5}' }                 -- a new field, and an upsert
+      local rows = sqlite_rows(dir .. "/r.db", "SELECT id, name, CAST(n AS TEXT) AS n, typeof(n) AS nt, ok, "
+        .. "tags, m, late FROM things ORDER BY id")
+      assert.are.equal(2, #rows)
+      assert.are.equal("O'Brien", rows[1].name)
+      assert.are.equal("9007199254740993", rows[1].n)
+      assert.are.equal("integer", rows[1].nt)
+      assert.are.equal(1, tonumber(rows[1].ok))
+      assert.are.equal('["x"]', rows[1].tags)
+      assert.are.equal('{"k":1}', rows[1].m)
+      assert.are.equal("B", rows[2].name)
+      assert.are.equal(1.5, tonumber(rows[2].late))
+      local cols = sqlite_rows(dir .. "/r.db", "PRAGMA table_info(things)")
+      local names = {}
+      for i, c in ipairs(cols) do names[i] = c.name end
+      assert.are.same({ "id", "name", "m", "n", "ok", "tags", "late" }, names)
+      local err = helper.raises(function() write { '{"name":"no id"}' } end)
+      assert.are.equal("SQLITE", err.code)
+      assert.matches("NOT NULL", err.message)
+      sink:close()
+    end)
+  end)
+
   describe("the csv sink", function()
     it("quotes by RFC 4180 and keeps null apart from the empty string", function()
       assert.are.equal('plain', csv.field("plain"))

@@ -47,20 +47,21 @@ local function field_time(name)
 end
 
 --- Vendor streams: vendor -> stream -> metadata.
--- `key` primary key; `time` the field the window filters on; `window`
+-- `key` primary key; `query` default parameters (Converz pages of 5000
+-- rows: a page is one transaction and one checkpoint); `time` the field the window filters on; `window`
 -- sets a window's query parameters; `window_params` are the parameters the
 -- job owns (refused in the user's query); `lookback` default (records of a
 -- window still change after it is read: AgentX messages arrive after a
 -- conversation's start, Converz summaries and analytics after a call).
 M.STREAMS = {
   converz = {
-    calls = { key = "call_id", time = "start_time", window = converz_window,
+    calls = { key = "call_id", time = "start_time", window = converz_window, query = { n_per_page = 5000 },
               window_params = { "after", "before" }, lookback = DAY, window_size = DAY,
               columns = { "call_id", "vendor_call_id", "rep_id", "rep_name", "vendor", "campaign",
                           "subcampaign", "department", "date", "start_time", "end_time", "duration",
                           "direction", "language", "sentiment", "score", "resolved", "tags", "summary",
                           "customer_phone" } },
-    reps  = { key = "rep_id", columns = { "rep_id", "name", "email", "department", "team", "active",
+    reps  = { key = "rep_id", query = { n_per_page = 5000 }, columns = { "rep_id", "name", "email", "department", "team", "active",
                                           "hire_date", "manager", "tags" } },
   },
   agentx = {
@@ -137,7 +138,8 @@ function M.stream(api, stream, query)
       concat(M.names(vendor), ", ")))
   end
   if query ~= nil then errors.check(query, "table", "query") end
-  local q0 = copy(query)
+  local q0 = copy(meta.query)                  -- the stream's defaults (a page is a checkpoint)
+  for k, v in pairs(query or {}) do q0[k] = v end
   for _, p in ipairs(meta.window_params or {}) do
     if q0[p] ~= nil then
       usage(("sync.stream: %s is set by the job's windows (use since/until)"):format(p))
