@@ -47,7 +47,7 @@ local function field_time(name)
 end
 
 --- Vendor streams: vendor -> stream -> metadata.
--- `key` primary key; `query` default parameters (Converz pages of 5000
+-- `key` primary key; `query` default parameters (Converz pages of 2000
 -- rows: a page is one transaction and one checkpoint); `time` the field the window filters on; `window`
 -- sets a window's query parameters; `window_params` are the parameters the
 -- job owns (refused in the user's query); `lookback` default (records of a
@@ -55,13 +55,13 @@ end
 -- conversation's start, Converz summaries and analytics after a call).
 M.STREAMS = {
   converz = {
-    calls = { key = "call_id", time = "start_time", window = converz_window, query = { n_per_page = 5000 },
+    calls = { key = "call_id", time = "start_time", window = converz_window, query = { n_per_page = 2000 },
               window_params = { "after", "before" }, lookback = DAY, window_size = DAY,
               columns = { "call_id", "vendor_call_id", "rep_id", "rep_name", "vendor", "campaign",
                           "subcampaign", "department", "date", "start_time", "end_time", "duration",
                           "direction", "language", "sentiment", "score", "resolved", "tags", "summary",
                           "customer_phone" } },
-    reps  = { key = "rep_id", query = { n_per_page = 5000 }, columns = { "rep_id", "name", "email", "department", "team", "active",
+    reps  = { key = "rep_id", query = { n_per_page = 2000 }, columns = { "rep_id", "name", "email", "department", "team", "active",
                                           "hire_date", "manager", "tags" } },
   },
   agentx = {
