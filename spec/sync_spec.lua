@@ -493,6 +493,50 @@ describe("converse.sync", function()
     end)
   end)
 
+  describe("enrich", function()
+    local enrich = sync.enrich
+
+    it("joins AgentX conversations with their messages in two passes", function()
+      local list = enrich.transcripts(ax, { start_time = SINCE, end_time = "2025-01-20", per_page = 1000 })
+      assert.is_true(#list > 3)
+      for i, t in ipairs(list) do
+        assert.are.equal(t.id, t.conversation._id)
+        assert.is_true(#t.messages >= 2)
+        for _, m in ipairs(t.messages) do assert.are.equal(t.id, m.conversationId) end
+        assert.are.equal(ax:transcript(t.messages), t.transcript)
+        if i > 1 then assert.is_true(t.conversation.startTime >= list[i - 1].conversation.startTime) end
+      end
+      local msgs = helper.entries(mock, "/agentx/conversations/export/v1/messages")
+      assert.are.equal(1, #msgs)                                  -- not one request per conversation
+      local q = helper.query_of(msgs[1])
+      assert.are.equal(tostring(stime.parse("2025-01-21")), q.end_time)   -- widened by a day
+      assert.are.equal("usage", helper.raises(function()
+        enrich.transcripts(ax, { start_time = "2025-02-30", end_time = "2025-03-01" })
+      end).kind)
+    end)
+
+    it("finds Converz calls by vendor_call_id in batches and builds the columnar write-back", function()
+      local some = {}
+      for c in cz:calls { n_per_page = 5 } do some[#some + 1] = c if #some == 5 then break end end
+      local ids = { some[1].vendor_call_id, some[2].vendor_call_id, some[1].vendor_call_id, "nope" }
+      mock:fresh()
+      local found = enrich.calls_by_vendor_id(cz, ids, { batch = 1, columns = { "summary" } })
+      assert.are.equal(tostring(some[2].call_id), tostring(found[some[2].vendor_call_id].call_id))
+      assert.are.equal(some[1].summary, found[some[1].vendor_call_id].summary)
+      assert.is_nil(found.nope)
+      local firsts = 0                                            -- one batch of ids a request
+      for _, e in ipairs(helper.entries(mock, "/converz/api/v1/calls")) do
+        if helper.query_of(e).page == "1" then firsts = firsts + 1 end
+      end
+      assert.are.equal(3, firsts)
+      local cols = enrich.columns({ { found[some[1].vendor_call_id], "a" }, { nil, "b" },
+                                    { found[some[2].vendor_call_id], "c" } }, "note")
+      assert.are.same({ "a", "c" }, cols.note)
+      assert.are.equal(2, #cols.call_id)
+      assert.are.equal("[]", json.encode(enrich.columns({}, "note").note))
+    end)
+  end)
+
   describe("outcomes and events", function()
     it("stops early but resumable when the rate budget runs out", function()
       mock:control { type = "rate_limit", path = "/converseiq", retry_after = 3600, forever = true }

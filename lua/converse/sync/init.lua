@@ -73,4 +73,7 @@ end
 
 M.is_error = errors.is
 
+--- Enrichment helpers: transcripts, Converz calls by vendor_call_id, write-back columns.
+M.enrich = require "converse.sync.enrich"
+
 return M
