@@ -8,7 +8,7 @@
 local core  = require "converse.core"
 local stime = require "converse.sync.time"
 
-local floor, format, max = math.floor, string.format, math.max
+local floor, format, max, ipairs, tonumber = math.floor, string.format, math.max, ipairs, tonumber
 local now = core.now
 
 local M = {}
@@ -28,20 +28,31 @@ local function clock(secs)
   return format("%d:%02d", floor(secs / 60), secs % 60)
 end
 
+--- The terminal's width: $COLUMNS, else what stty says, else 80.
+function M.width()
+  local n = tonumber(os.getenv("COLUMNS") or "")
+  if n then return n end
+  local p = io.popen("stty size 2>/dev/null </dev/tty")
+  local size = p and p:read("*l")
+  if p then p:close() end
+  return tonumber(size and size:match("^%d+ (%d+)")) or 80
+end
+
 --- A progress line writing to `out` (default io.stderr).
 function M.new(name, out)
   return setmetatable({ name = name, out = out or io.stderr, t0 = now(), last = 0, records = 0, pages = 0,
                         retries = 0, waits = 0, shown = false,
-                        width = (tonumber(os.getenv("COLUMNS") or "") or 80) - 1 }, Progress)
+                        width = M.width() - 1 }, Progress)
 end
 
 function Progress:line()
   local elapsed = max(now() - self.t0, 1e-3)
   local parts = { self.name, M.thousands(self.records) .. " records", M.thousands(self.pages) .. (self.pages == 1 and " page" or " pages"),
                   M.thousands(floor(self.records / elapsed)) .. " rec/s" }
-  if self.window then parts[#parts + 1] = "window " .. stime.short(self.window) end
-  if self.retries > 0 then parts[#parts + 1] = "retries " .. self.retries end
-  if self.waits > 0 then parts[#parts + 1] = "rate-limit waits " .. self.waits end
+  local later = {}
+  if self.window then later[#later + 1] = "window " .. stime.short(self.window) end
+  if self.retries > 0 then later[#later + 1] = "retries " .. self.retries end
+  if self.waits > 0 then later[#later + 1] = "rate-limit waits " .. self.waits end
   local eta
   if self.total and self.records > 0 and self.total > self.records then
     eta = elapsed * (self.total - self.records) / self.records
@@ -50,6 +61,7 @@ function Progress:line()
   end
   if eta then parts[#parts + 1] = "ETA " .. clock(eta) end
   if self.waiting then parts[#parts + 1] = self.waiting end
+  for _, p in ipairs(later) do parts[#parts + 1] = p end
   return table.concat(parts, " | ")
 end
 
