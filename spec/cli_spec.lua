@@ -42,6 +42,12 @@ describe("bin/converse", function()
     end
     rc, out = run({}, { "mock", "--help" })
     assert.are.equal(0, rc)
+    rc, out = run({}, { "help", "sync" })
+    assert.are.equal(0, rc)
+    assert.matches("^Usage: converse sync", out)
+    rc, out = run({}, { "help" })
+    assert.are.equal(0, rc)
+    assert.matches("^Usage: converse ", out)
   end)
 
   it("refuses a missing or unknown command", function()

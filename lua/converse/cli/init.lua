@@ -19,13 +19,14 @@ M.COMMANDS = {
 
 local function parser()
   local p = common.parser("converse", "Pull, sync and enrich conversation data from vendor REST APIs "
-    .. "(Converz, AgentX/DeepConverse, ConverseIQ, Converra).",
-    "API keys come from the environment only: CONVERZ_KEY, AGENTX_KEY, CONVERSEIQ_KEY, CONVERRA_KEY.")
-  p:flag("--version", "print the version and exit"):action(function()
+    .. "(Converz, AgentX/DeepConverse, ConverseIQ, Converra).")
+  p:flag("--version", "Print the version and exit."):action(function()
     io.stdout:write("converse ", core.VERSION, "\n")
     os.exit(0)
   end)
   p:command_target("command")
+  p:epilog("API keys come from the environment only: CONVERZ_KEY, AGENTX_KEY, CONVERSEIQ_KEY, "
+    .. "CONVERRA_KEY.\n`converse help COMMAND` is `converse COMMAND --help`.")
   for _, c in ipairs(M.COMMANDS) do
     local cmd = p:command(c[1], c[3]):summary(c[3]):add_help(false):handle_options(false)
     cmd:argument("args"):args("*")
@@ -37,6 +38,12 @@ end
 -- @tparam table argv the arguments after the program name
 function M.main(argv)
   local rc = common.run("converse", function()
+    if argv[1] == "help" then                    -- `converse help [COMMAND]`
+      for _, c in ipairs(M.COMMANDS) do
+        if c[1] == argv[2] then return require(c[2]).main { "--help" } end
+      end
+      argv = { "--help" }
+    end
     local a = common.parse(parser(), argv)
     for _, c in ipairs(M.COMMANDS) do
       if c[1] == a.command then return require(c[2]).main(a.args or {}) end
