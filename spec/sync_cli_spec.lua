@@ -166,11 +166,30 @@ describe("converse sync (command line)", function()
       assert.are.equal(200, select(2, ndjson_ids(dir .. "/a.ndjson")))
     end)
 
+    it("keeps the state where --state says, and never prints the key", function()
+      mock:control { type = "status", status = 401, path = "/converz/api/v1/calls", skip = 3, forever = true,
+                     body = { detail = "Invalid or missing API key" } }
+      local env = { CONVERZ_KEY = "secret-key-4711" }
+      local rc, out, err = run(env, calls("sqlite:" .. dir .. "/a.db", { "--state", dir .. "/st.json", "--json" }))
+      assert.are.equal(1, rc)
+      assert.matches("auth error 401", err)
+      assert.is_nil((out .. err):find("secret-key-4711", 1, true))
+      local st = json.decode(cli.read(dir .. "/st.json"))
+      assert.are.equal("converz/calls", st.job)
+      assert.is_table(st.run)
+      assert.are.equal(0, #sqlite_rows(dir .. "/a.db", "SELECT * FROM _converse_state"))
+      mock:control { action = "clear_faults" }
+      rc = run(env, calls("sqlite:" .. dir .. "/a.db", { "--state", dir .. "/st.json" }))
+      assert.are.equal(0, rc)
+      assert.are.equal(200, tonumber(sqlite_rows(dir .. "/a.db", "SELECT count(*) AS n FROM calls")[1].n))
+    end)
+
     it("exits 1 on an error that retrying cannot mend, keeping the checkpoint", function()
-      mock:control { type = "status", status = 404, path = "/converz/api/v1/calls", skip = 4 }
+      mock:control { type = "status", status = 404, path = "/converz/api/v1/calls", skip = 4, forever = true }
       local rc, _, err = run(KEYS, calls("sqlite:" .. dir .. "/a.db"))
       assert.are.equal(1, rc)
       assert.matches("converz/calls failed: http error 404.*; checkpoint kept; a re%-run resumes at", err)
+      mock:control { action = "clear_faults" }
       rc = run(KEYS, calls("sqlite:" .. dir .. "/a.db"))
       assert.are.equal(0, rc)
       assert.are.equal(200, tonumber(sqlite_rows(dir .. "/a.db", "SELECT count(*) AS n FROM calls")[1].n))
@@ -300,6 +319,43 @@ describe("converse sync under kill -9 and signals", function()
     rc = run(KEYS, calls(sink))
     assert.are.equal(0, rc)
     assert.are.equal(200, select(2, ndjson_ids(dir .. "/a.ndjson")))
+  end)
+
+  it("a second signal during a page write changes nothing: whole lines, checkpoint at the end", function()
+    local path = dir .. "/a.ndjson"
+    local p = spawn({ CONVERZ_KEY = "k", CONVERSE_SYNC_WRITE_DELAY = "0.5" }, calls("ndjson:" .. path))
+    local function inside()
+      local text = cli.read(path) or ""
+      return #text > 0 and text:sub(-1) ~= "\n"
+    end
+    local deadline = socket.gettime() + 10
+    while not inside() and socket.gettime() < deadline do socket.sleep(0.005) end
+    assert.is_true(inside(), "caught the child inside a page write")
+    p:signal("TERM")
+    p:signal("TERM")
+    assert.are.equal(130, p:wait(5), p:stderr())
+    local text = cli.read(path)
+    assert.are.equal("\n", text:sub(-1))
+    assert.are.equal(#text, json.decode(cli.read(path .. ".state.json")).sink.offset)
+    local _, n = ndjson_ids(path)
+    assert.are.equal(5, n)                                       -- the one page, whole
+    assert.are.equal(0, (run(KEYS, calls("ndjson:" .. path))))
+    assert.are.equal(200, select(2, ndjson_ids(path)))
+  end)
+
+  it("converse export stops at a record boundary on SIGINT, leaving FILE.part", function()
+    mock:control { type = "latency", delay = "20s", path = "/converz/api/v1/calls", skip = 2 }
+    local out = dir .. "/calls.ndjson"
+    local p = spawn(KEYS, { "export", "converz", "calls", "--base-url", mock.url .. "/converz/api/v1",
+                            "--param", "n_per_page=5", "--out", out })
+    local rc, took = interrupt(p, "INT", function() return requests() >= 3 end)
+    assert.are.equal(130, rc, p:stderr())
+    assert.is_true(took < 1, ("exited %.2f s after SIGINT"):format(took))
+    assert.matches("interrupted by SIGINT after %d+ records; the %d+ complete records so far are in", p:stderr())
+    assert.is_nil(cli.read(out))
+    local part = cli.read(out .. ".part")
+    assert.are.equal("\n", part:sub(-1))
+    for line in part:gmatch("[^\n]+") do assert.is_table(json.decode(line)) end
   end)
 
   it("SIGTERM during a 20 s Retry-After: exit 130 within 1 s, checkpoint written, re-run completes", function()
