@@ -18,6 +18,7 @@ dependencies = {
    "lua >= 5.1",
    "lua-cjson",
    "luasocket",
+   "argparse",          -- bin/converse (the sqlite sink also needs luasql-sqlite3)
 }
 external_dependencies = {
    CURL = { library = "curl" },
