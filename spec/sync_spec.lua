@@ -304,29 +304,24 @@ describe("converse.sync", function()
     end)
 
     it("adds a column for a field that appears later, and replaces rows whole", function()
-      local src = sync.stream(iq, "team")
-      sync.run { source = src, sink = sync.sqlite(dir .. "/a.db") }
-      local member = iq:team():collect()[1]
-      mock:control { action = "reset" }
-      local s = sync.sink(function() end, { upsert = true })
-      assert.is_true(s.upsert)
-      -- a custom source with a new field
-      local extra = sync.source { name = "team+", key = "id", table = "team", pager = function(resume)
-        return iq.client:paginate("/team", { records = "data", resume = resume, page_size = 100 })
-      end }
-      local wrapped = sync.sink(function() end)
-      assert.is_false(wrapped.upsert)
-      local sink = sync.sqlite(dir .. "/a.db", { table = "team" })
-      local sink_write = sink.write
-      function sink.write(self, batch, st)
-        if batch then for _, r in ipairs(batch.records) do r.nickname = "n-" .. r.id end end
-        return sink_write(self, batch, st)
+      local function run()
+        return sync.run { source = sync.stream(cz, "calls"), sink = sync.sqlite(dir .. "/a.db"),
+                          since = SINCE, ["until"] = UNTIL, window = "30d", lookback = "2d" }
       end
-      sync.run { source = extra, sink = sink, name = "team+" }
-      local rows = sqlite_rows(dir .. "/a.db", ("SELECT nickname, count(*) AS n FROM team WHERE id = '%s'")
-        :format(member.id))
-      assert.are.equal("n-" .. member.id, rows[1].nickname)
-      assert.are.equal(1, tonumber(rows[1].n))
+      run()
+      local last
+      for c in cz:calls { n_per_page = 1000 } do last = c end
+      -- Converz adds a column (null for every other call) and the call changes
+      cz:update_calls { { call_id = last.call_id, crm_stage = "won", campaign = "Retention Q3" } }
+      run()
+      local id = tostring(last.call_id)
+      local rows = sqlite_rows(dir .. "/a.db", ("SELECT crm_stage, campaign, (SELECT count(*) FROM calls) AS n, "
+        .. "(SELECT count(crm_stage) FROM calls) AS staged FROM calls WHERE CAST(call_id AS TEXT) = '%s'"):format(id))
+      assert.are.equal("won", rows[1].crm_stage)
+      assert.are.equal("Retention Q3", rows[1].campaign)
+      assert.are.equal(300, tonumber(rows[1].n))
+      assert.are.equal(1, tonumber(rows[1].staged))
+      mock:reset()
     end)
   end)
 

@@ -225,14 +225,20 @@ end
 function Job:read(win)
   local run, stats = self.st.run, self.stats
   local pos = run.position
-  if pos and pos.done then return end
+  if pos and pos.done then return false end
   local pager = self.source.open(pos, win, self.sink.wants_raw)
+  local advanced = false
   self.pager = pager
   for page in pager:pages() do
     local batch, dups = self:prepare(page, win)
     run.position = page.position
     run.pages = (run.pages or 0) + 1
     run.records = (run.records or 0) + batch.n
+    -- the window's last page: the same checkpoint completes the window
+    if win and page.position and page.position.done and not advanced then
+      self:advance()
+      advanced = true
+    end
     self:checkpoint(batch)
     stats.pages = stats.pages + 1
     stats.records = stats.records + batch.n
@@ -250,6 +256,15 @@ function Job:read(win)
     end
   end
   self.pager = nil
+  return advanced
+end
+
+-- The window is complete: move the bookmark, start the next one.
+function Job:advance()
+  local st, run = self.st, self.st.run
+  if not st.bookmark or run.stop > st.bookmark then st.bookmark = run.stop end
+  run.start, run.position = run.stop, nil
+  run.stop = self:window_stop(run, run.start)
 end
 
 -- How far the run is (0..1), from the windows' times; nil when unknown.
@@ -302,12 +317,10 @@ function Job:loop()
     if run.start >= run.to then break end
     local win = { start = run.start, stop = run.stop }
     self:emit { type = "window", start = win.start, stop = win.stop, fraction = self:fraction(win) }
-    self:read(win)
-    -- the window is complete: move the bookmark, start the next one
-    if not st.bookmark or run.stop > st.bookmark then st.bookmark = run.stop end
-    run.start, run.position = run.stop, nil
-    run.stop = self:window_stop(run, run.start)
-    if run.start < run.to then self:checkpoint(nil) end
+    if not self:read(win) then
+      self:advance()
+      if run.start < run.to then self:checkpoint(nil) end
+    end
     local sig = signal()
     if sig then error(interrupted_error(sig), 0) end
   end
