@@ -5,7 +5,6 @@ local helper   = require "helper"
 local cli      = require "support.cli"
 local socket   = require "socket"
 local converse = require "converse"
-local stime    = require "converse.sync.time"
 
 local json = converse.json
 local run, spawn = cli.run, cli.spawn

@@ -15,7 +15,7 @@ local query    = require "converse.query"
 local common   = require "converse.cli.common"
 local record   = require "converse.sync.record"
 
-local type, pairs, ipairs, tostring, getmetatable, pcall = type, pairs, ipairs, tostring, getmetatable, pcall
+local type, pairs, ipairs, tostring, pcall = type, pairs, ipairs, tostring, pcall
 local concat, sort = table.concat, table.sort
 local unpack = table.unpack or unpack   -- luacheck: ignore
 

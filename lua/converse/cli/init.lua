@@ -6,7 +6,7 @@
 local core   = require "converse.core"
 local common = require "converse.cli.common"
 
-local ipairs, pcall, require = ipairs, pcall, require
+local ipairs, require = ipairs, require
 
 local M = {}
 

@@ -415,9 +415,8 @@ function Job:run()
     unhook = self:hook_client()
     self.resumed = st.run ~= nil
     if st.run then
-      local from, to = self:plan(st)                  -- a later `to` extends the unfinished run
+      local _, to = self:plan(st)                     -- a later `to` extends the unfinished run
       if self.source.windowed and to > st.run.to then st.run.to = to end
-      local _ = from
     else
       local run = { started = self.clock(), records = 0, pages = 0 }
       if self.source.windowed then

@@ -25,7 +25,7 @@ local type, pairs, ipairs, tostring, setmetatable, getmetatable, pcall =
   type, pairs, ipairs, tostring, setmetatable, getmetatable, pcall
 local find, gsub = string.find, string.gsub
 local concat, sort, min = table.concat, table.sort, math.min
-local encode, NULL = core.json_encode, core.null
+local encode = core.json_encode
 local ARRAY_MT = core.array_mt()
 local raise_io = state.raise_io
 local SORTED = { sort_keys = true }
