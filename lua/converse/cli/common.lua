@@ -128,7 +128,7 @@ function M.vendor_options(p)
   p:option("--domain", "converz: https://D.converz.co/api/v1"):argname("D")
   p:option("--bot-name", "agentx: the bot name or id"):argname("B")
   p:option("--plan", "converra: free | pro | enterprise (sets the default rate limit)"):argname("P")
-  p:option("--param", "a query parameter k=v (repeat a key for several values)")
+  p:option("--param", "A query parameter k=v (repeat a key for several values)")
    :argname("k=v"):count("*")
 end
 

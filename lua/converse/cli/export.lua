@@ -29,11 +29,13 @@ local function parser()
     .. "or its response body (other read methods).",
     "The API key comes from the environment only: CONVERZ_KEY, AGENTX_KEY, CONVERSEIQ_KEY, "
     .. "CONVERRA_KEY.\nWrite methods (create_*, update_*, delete_* ...) are not exported: use the Lua API.")
+  p:usage("Usage: converse export VENDOR METHOD [ID ...] [--base-url URL] [--domain D] [--bot-name B]\n"
+    .. "                       [--plan P] [--param k=v ...] [--out FILE]")
   p:argument("vendor", "converz | agentx | converseiq | converra")
-  p:argument("method", "a read method of the vendor (calls, conversations, contacts, agents ...)")
-  p:argument("ids", "path arguments of the method (e.g. a chat id for chat_messages)"):args("*")
+  p:argument("method", "A read method of the vendor (calls, conversations, contacts, agents ...)")
+  p:argument("ids", "Path arguments of the method (e.g. a chat id for chat_messages)"):args("*")
   common.vendor_options(p)
-  p:option("--out", "write to FILE (via FILE.part, renamed when complete) instead of stdout")
+  p:option("--out", "Write to FILE (via FILE.part, renamed when complete) instead of stdout")
    :argname("FILE")
   return p
 end

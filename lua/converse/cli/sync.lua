@@ -54,22 +54,26 @@ local function parser()
     .. "Keys come from the environment only: CONVERZ_KEY, AGENTX_KEY, CONVERSEIQ_KEY, CONVERRA_KEY.\n"
     .. "Exit status: 0 complete, 1 error (checkpoint kept), 2 usage, 3 stopped early but resumable, "
     .. "130 interrupted.")
+  p:usage("Usage: converse sync VENDOR STREAM --to SINK [--state PATH] [--since T] [--until T]\n"
+    .. "                     [--window DURATION] [--lookback DURATION] [--base-url URL]\n"
+    .. "                     [--domain D] [--bot-name B] [--plan P] [--param k=v ...]\n"
+    .. "                     [--progress | --no-progress] [--json]")
   p:argument("vendor", "converz | agentx | converseiq | converra")
-  p:argument("stream", "the stream of the vendor (see below)")
-  p:option("--to", "where the records go: ndjson:PATH, csv:PATH or sqlite:PATH[#TABLE]"):argname("SINK")
-  p:option("--state", "keep the state in this JSON file (default: the sink's)"):argname("PATH")
-  p:option("--since", "earliest time to read (first run; later runs start at the bookmark)")
+  p:argument("stream", "The stream of the vendor (see below)")
+  p:option("--to", "Where the records go: ndjson:PATH, csv:PATH or sqlite:PATH[#TABLE]"):argname("SINK")
+  p:option("--state", "Keep the state in this JSON file (default: the sink's)"):argname("PATH")
+  p:option("--since", "Earliest time to read (first run; later runs start at the bookmark)")
    :argname("T"):convert(time_arg("--since"))
-  p:option("--until", "read up to this time (default: now minus 5 minutes)")
+  p:option("--until", "Read up to this time (default: now minus 5 minutes)")
    :argname("T"):convert(time_arg("--until"))
-  p:option("--window", "length of the time windows (default 1d)"):argname("DURATION")
+  p:option("--window", "Length of the time windows (default 1d)"):argname("DURATION")
    :convert(duration_arg("--window"))
-  p:option("--lookback", "read this much before the bookmark again (default 1d)"):argname("DURATION")
+  p:option("--lookback", "Read this much before the bookmark again (default 1d)"):argname("DURATION")
    :convert(duration_arg("--lookback"))
   common.vendor_options(p)
-  p:mutex(p:flag("--progress", "show the progress line even when stderr is not a terminal"),
-          p:flag("--no-progress", "never show the progress line"))
-  p:flag("--json", "print a JSON summary on stdout at the end")
+  p:mutex(p:flag("--progress", "Show the progress line even when stderr is not a terminal"),
+          p:flag("--no-progress", "Never show the progress line"))
+  p:flag("--json", "Print a JSON summary on stdout at the end")
   return p
 end
 
