@@ -12,9 +12,9 @@ local M = {}
 
 --- Commands in the order of `converse --help`: name, module, summary.
 M.COMMANDS = {
-  { "sync",   "converse.cli.sync",   "checkpointed incremental sync of a vendor stream (converse sync --help)" },
-  { "export", "converse.cli.export", "one-off dump of a vendor read method as NDJSON (converse export --help)" },
-  { "mock",   "converse.cli.mock",   "the local mock of every vendor API (converse mock --help)" },
+  { "sync",   "converse.cli.sync",   "Checkpointed incremental sync of a vendor stream (converse sync --help)" },
+  { "export", "converse.cli.export", "One-off dump of a vendor read method as NDJSON (converse export --help)" },
+  { "mock",   "converse.cli.mock",   "The local mock of every vendor API (converse mock --help)" },
 }
 
 local function parser()
