@@ -191,19 +191,6 @@ static int permanent(CURLcode rc) {
   }
 }
 
-/* A wait on the network is cut short within this many ms of SIGINT/SIGTERM
-** (once core.trap_signals() is on): the loops below poll in slices. */
-#define SIGNAL_SLICE_MS 100
-
-/* Pushes nil, "interrupted", message, false: a trapped signal arrived. */
-static int push_interrupted(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "interrupted");
-  lua_pushliteral(L, "interrupted by a signal");
-  lua_pushboolean(L, 0);
-  return 4;
-}
-
 /* Pushes nil, kind, message, permanent for a failed transfer; returns 4. */
 static int push_failure(lua_State *L, cv_transfer *t) {
   const char *msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
@@ -259,10 +246,7 @@ static int transfer_close(lua_State *L) {
 static int transfer_headers(lua_State *L) {
   cv_transfer *t = check_transfer(L, 1);
   const char *p, *end;
-  while (!t->headers_done && t->state == T_RUNNING) {
-    if (cv_signal_pending()) return push_interrupted(L);
-    drive(t->tr, SIGNAL_SLICE_MS);
-  }
+  while (!t->headers_done && t->state == T_RUNNING) drive(t->tr, 1000);
   if (!t->headers_done) return push_failure(L, t);
   lua_pushinteger(L, t->status);
   lua_newtable(L);
@@ -325,8 +309,7 @@ static int transfer_next(lua_State *L) {
       return 1;
     }
     if (json) resume_if_drained(t);
-    if (cv_signal_pending()) return push_interrupted(L);
-    drive(t->tr, SIGNAL_SLICE_MS);
+    drive(t->tr, 1000);
   }
 }
 
@@ -335,8 +318,7 @@ static int transfer_body(lua_State *L) {
   cv_transfer *t = check_transfer(L, 1);
   while (t->state == T_RUNNING) {
     if (t->dec != NULL) resume_if_drained(t);
-    if (cv_signal_pending()) return push_interrupted(L);
-    drive(t->tr, SIGNAL_SLICE_MS);
+    drive(t->tr, 1000);
   }
   if (t->result != CURLE_OK) return push_failure(L, t);
   lua_pushlstring(L, t->raw.p ? t->raw.p : "", t->raw.len);
@@ -492,8 +474,7 @@ static int transport_request(lua_State *L) {
   return 1;
 }
 
-/* tr:wait(seconds) -> true, or false when a trapped signal cut it short:
-** let every transfer progress for that long. */
+/* tr:wait(seconds): let every transfer progress for that long. */
 static int transport_wait(lua_State *L) {
   cv_transport *tr = check_transport(L, 1);
   lua_Number secs = luaL_checknumber(L, 2);
@@ -508,18 +489,12 @@ static int transport_wait(lua_State *L) {
     clock_gettime(CLOCK_MONOTONIC, &now);
     ms = (long)(end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000;
     if (ms <= 0) break;
-    if (cv_signal_pending()) {
-      drive(tr, 0);
-      lua_pushboolean(L, 0);
-      return 1;
-    }
     curl_multi_perform(tr->multi, &running);
     finish_messages(tr);
-    curl_multi_poll(tr->multi, NULL, 0, (int)(ms > SIGNAL_SLICE_MS ? SIGNAL_SLICE_MS : ms), NULL);
+    curl_multi_poll(tr->multi, NULL, 0, (int)(ms > 1000 ? 1000 : ms), NULL);
   }
   drive(tr, 0);
-  lua_pushboolean(L, 1);
-  return 1;
+  return 0;
 }
 
 static int transport_close(lua_State *L) {
