@@ -3,10 +3,11 @@
 #   make LUA=luajit      build build/luajit/converse/core.so (OpenResty's LuaJIT 2.1)
 #   make LUA=lua5.1      likewise for lua5.1, lua5.2, lua5.3 (build/<abi>/)
 #   make test            install deps if missing, build every Lua, run the spec suite on each
-#   make demo            run the demo
+#   make demo            resumable sync of AgentX into SQLite against the mock (scripts/demo.sh)
 #   make asan            spec suite under AddressSanitizer + UBSan (Lua 5.4)
 #   make valgrind        spec suite under valgrind (Lua 5.4)
 #   make bench           benchmarks (bench/)
+#   make bench-sync      converse sync into SQLite vs a hand-written script (bench/sync.lua)
 #   make fuzz            libFuzzer on the JSON codec (clang), FUZZ_SECONDS per harness
 #   make lint            cppcheck and clang-tidy on src/ (checks in .clang-tidy)
 # LuaRocks passes CFLAGS, LIBFLAG, LUA_INCDIR, INST_LIBDIR, INST_LUADIR.
@@ -42,7 +43,7 @@ INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
 INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
-.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json fuzz lint install clean
+.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json bench-sync fuzz lint install clean
 
 all: $(CORE)
 
@@ -86,6 +87,9 @@ bench: deps both
 
 bench-json: deps both
 	@bench/json.sh
+
+bench-sync: deps both
+	@CONVERSE_LUA=lua5.4 lua5.4 bench/sync.lua
 
 # libFuzzer + ASan + UBSan on the JSON codec (clang), one harness per property
 # (fuzz/*.lua): json_fuzz (whole vs streaming decodes agree),

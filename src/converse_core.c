@@ -61,5 +61,6 @@ int luaopen_converse_core(lua_State *L) {
   lua_setfield(L, -2, "paging");
   cv_policy_open(L);
   cv_signals_open(L);
+  cv_fs_open(L);
   return 1;
 }

@@ -141,6 +141,9 @@ void cv_transport_open(lua_State *L);  /* registers the metatables; pushes core.
 int  cv_signal_pending(void);          /* 0, or the signal that arrived */
 void cv_signals_open(lua_State *L);    /* sets its functions into the table on top */
 
+/* ---- fs.c (fsync, truncate, flock, isatty for the sync layer) ---------- */
+void cv_fs_open(lua_State *L);         /* sets its functions into the table on top */
+
 /* ---- paging.c (sans-I/O paging state machine) -------------------------- */
 void cv_paging_open(lua_State *L);     /* registers converse.Paging; pushes core.paging */
 int  cv_fingerprint(lua_State *L);     /* core.fingerprint(s) -> 16 hex digits */

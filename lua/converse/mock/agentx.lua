@@ -9,6 +9,7 @@
 -- @module converse.mock.agentx
 local json = require "converse.mock.json"
 local data = require "converse.mock.data"
+local cz   = require "converse.mock.converz_data"
 local util = require "converse.mock.util"
 
 local type, tostring, tonumber, ipairs, setmetatable = type, tostring, tonumber, ipairs, setmetatable
@@ -46,6 +47,9 @@ local function gen(self)
   local t0 = data.parse_time(o.start_date or "2025-01-01")
   local span = (o.days or 90) * 86400
   local convs, msgs = {}, {}
+  -- A voice bot's conversation i carries the telephony id of Converz call i
+  -- (custom metadata), so the two vendors' records can be matched.
+  local calls = cz.context(o, cz.reps(o.seed or 1, o.reps or 50))
   for i = 1, n do
     local id = rng:hex(32)
     local start = t0 + floor((i - 1) * span / n) + rng:int(0, 30)
@@ -92,9 +96,10 @@ local function gen(self)
         browser_localTime = (start + 30) * 1000 + rng:int(0, 999),
         draft = rng:chance(0.3), question = question,
         transcript = concat(lines, "\n"), guideNodeCount = rng:int(0, 9),
-        custom_empty = rng:chance(0.2) and json.array() or null },
+        custom_empty = rng:chance(0.2) and json.array() or null,
+        vendor_call_id = i <= calls.n and cz.call(calls, i, false).vendor_call_id or nil },
         { "locale", "browser_visitorType", "browser_screenResolution", "browser_localTime",
-          "draft", "question", "transcript", "guideNodeCount", "custom_empty" }),
+          "draft", "question", "transcript", "guideNodeCount", "custom_empty", "vendor_call_id" }),
       tags = tags, userMessageCount = users,
       lastActionAt = data.iso(last):sub(1, 19) .. format(".%06d", rng:int(0, 999999)),
     }, { "_id", "startTime", "locale", "metadata", "tags", "userMessageCount", "lastActionAt" })

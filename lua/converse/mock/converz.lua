@@ -229,6 +229,29 @@ local function metric_value(id, name)
   return (h % 1000) / 1000
 end
 
+-- The rows a filter selects, in order, remembered for the filter last
+-- asked of a store (a filtered page then costs its own rows, not a scan
+-- of every row before it). Parameters that do not filter are left out of
+-- the key; a POST or a reset drops the memory with the store's data.
+local NOT_FILTERS = { page = true, n_per_page = true, columns = true, metric = true }
+
+local function selected(req, st, pred)
+  local keys = {}
+  for k, list in pairs(req.multi) do
+    if not NOT_FILTERS[k] then keys[#keys + 1] = k .. "=" .. concat(list, "\0") end
+  end
+  sort(keys)
+  local key = concat(keys, "&")
+  local memo = st.selected
+  if memo and memo.key == key then return memo.rows end
+  local rows = {}
+  for i = 1, st.n do
+    if pred(st, i) then rows[#rows + 1] = i end
+  end
+  st.selected = { key = key, rows = rows }
+  return rows
+end
+
 -- Serve a page of a store as a bare JSON array of pieces.
 local function list(req, st)
   local page = util.int_arg(req.args, "page", 1)
@@ -245,25 +268,20 @@ local function list(req, st)
   if metric then
     for _, c in ipairs(st.columns) do if c == metric then metric = nil; break end end
   end
-  local skip = (page - 1) * per
+  local rows = pred and selected(req, st, pred)
+  local total = rows and #rows or st.n
   local parts, n, taken = { "[" }, 1, 0
-  local first = 1
-  if not pred then first = skip + 1; skip = 0 end
-  for i = first, st.n do
-    if not pred or pred(st, i) then
-      if skip > 0 then skip = skip - 1
-      else
-        local s
-        if cols then s = render(st:row(i), cols) else s = st:text(i) end
-        if metric then
-          s = sub(s, 1, -2) .. "," .. quote(metric) .. ":" .. number(metric_value(st:field(i, st.key), metric)) .. "}"
-        end
-        if taken > 0 then n = n + 1; parts[n] = "," end
-        n = n + 1; parts[n] = s
-        taken = taken + 1
-        if taken >= per then break end
-      end
+  for k = (page - 1) * per + 1, total do
+    local i = rows and rows[k] or k
+    local s
+    if cols then s = render(st:row(i), cols) else s = st:text(i) end
+    if metric then
+      s = sub(s, 1, -2) .. "," .. quote(metric) .. ":" .. number(metric_value(st:field(i, st.key), metric)) .. "}"
     end
+    if taken > 0 then n = n + 1; parts[n] = "," end
+    n = n + 1; parts[n] = s
+    taken = taken + 1
+    if taken >= per then break end
   end
   n = n + 1; parts[n] = "]"
   return util.raw(200, parts)
@@ -340,6 +358,7 @@ local function update(self, req, st)
       st.json, st.extra = {}, true        -- every row now renders the new column
     end
   end
+  st.selected = nil                         -- a change may move rows in or out of a filter
   local updated, missing = 0, json.array()
   for _, r in ipairs(t.rows) do
     local id = id_text(r[st.key])
