@@ -12,7 +12,7 @@ describe("converse.client", function()
 
   setup(function() mock = helper.start_mock { calls = 300, reps = 12, contacts = 30 } end)
   teardown(function() mock:stop() end)
-  before_each(function() mock:reset() end)
+  before_each(function() mock:fresh() end)   -- forget prefetches a test abandoned
 
   local function client(opts)
     local o = {

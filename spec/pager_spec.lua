@@ -17,7 +17,7 @@ describe("converse.client", function()
                                agentx_rate = 1000 }
   end)
   teardown(function() mock:stop() end)
-  before_each(function() mock:reset() end)
+  before_each(function() mock:fresh() end)   -- forget prefetches a test abandoned
 
   local function cz(opts)
     local o = { base_url = mock.url .. "/converz/api/v1",
