@@ -185,7 +185,7 @@ static long long in_flight(const cv_paging *p) { return p->issued - p->finished;
 
 static void set_cursor(lua_State *L, cv_paging *p, const char *c, size_t n) {
   char *copy = (char *)malloc(n + 1);
-  if (copy == NULL) cv_error_oom(L, "in the paging state");
+  if (copy == NULL) { cv_error_oom(L, "in the paging state"); return; }
   memcpy(copy, c, n);
   copy[n] = '\0';
   free(p->cursor);
@@ -517,7 +517,7 @@ static char *opt_path(lua_State *L, const char *k, const char *dflt) {
   else if (t != LUA_TNIL) cv_error_raise(L, "usage", "%s must be a dotted path string", k);
   if (s == NULL) { lua_pop(L, 1); return NULL; }
   copy = (char *)malloc(strlen(s) + 1);
-  if (copy == NULL) cv_error_oom(L, "in the paging state");
+  if (copy == NULL) { cv_error_oom(L, "in the paging state"); return NULL; }
   strcpy(copy, s);
   lua_pop(L, 1);
   return copy;

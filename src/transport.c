@@ -549,7 +549,6 @@ static int transport_request(lua_State *L) {
   cv_transfer *t;
   const char *method, *url, *body = NULL;
   size_t body_len = 0, url_len;
-  int i, n;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_getfield(L, 2, "method");
   method = luaL_optstring(L, -1, "GET");
@@ -592,7 +591,7 @@ static int transport_request(lua_State *L) {
 
   add_header(L, t, "Accept-Encoding: gzip, deflate");
   if (cv_getfield(L, 2, "headers") == LUA_TTABLE) {
-    n = (int)lua_rawlen(L, -1);
+    int i, n = (int)lua_rawlen(L, -1);
     for (i = 1; i <= n; i++) {
       lua_rawgeti(L, -1, i);
       add_header(L, t, luaL_checkstring(L, -1));
