@@ -20,7 +20,7 @@ local function now() return require("converse.core").now() end
 if arg[1] == "--child" then
   local case, base, db = arg[2], arg[3], arg[4]
   local t0 = now()
-  local n = 0
+  local n
   if case == "naive" then
     n = require("sync_naive").run(base, db, 1000)
   else
@@ -58,7 +58,7 @@ local function case(name)
   local env = require("luasql.sqlite3").sqlite3()
   local conn = env:connect(db)
   local cur = conn:execute("SELECT count(*), count(DISTINCT call_id) FROM calls")
-  local n, distinct = cur:fetch()
+  local _, distinct = cur:fetch()
   cur:close() conn:close() env:close()
   return tonumber(secs), tonumber(kb), tonumber(done), tonumber(distinct)
 end

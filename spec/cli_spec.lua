@@ -42,6 +42,7 @@ describe("bin/converse", function()
     end
     rc, out = run({}, { "mock", "--help" })
     assert.are.equal(0, rc)
+    assert.matches("^usage: converse mock", out)
     rc, out = run({}, { "help", "sync" })
     assert.are.equal(0, rc)
     assert.matches("^Usage: converse sync", out)

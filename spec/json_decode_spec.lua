@@ -157,6 +157,7 @@ describe("converse.json", function()
       assert.are.equal("usage", err.kind)
       for _, v in ipairs { -1, 0 / 0, "big" } do
         ok, err = pcall(json.decode, "1", { max_string = v })
+        assert.is_false(ok)
         assert.are.equal("usage", err.kind)
       end
       assert.are.equal("12", json.decode('"12"', { max_string = "2" }))

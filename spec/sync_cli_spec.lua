@@ -72,7 +72,8 @@ describe("converse sync (command line)", function()
       { { "--param", "nokey" }, "%-%-param takes key=value, got 'nokey'" },
       { { "--bot-name", "b" }, "%-%-bot%-name is for agentx only" },
       { { "--plan", "pro" }, "%-%-plan is for converra only" },
-      { { "--progress", "--no-progress" }, "option '%-%-no%-progress' can not be used together with option '%-%-progress'" },
+      { { "--progress", "--no-progress" },
+        "option '%-%-no%-progress' can not be used together with option '%-%-progress'" },
       { { "--param", "after=2025-01-01" }, "%-%-param after: the windows set it: use %-%-since and %-%-until" },
       { { "--param", "page=3" }, "%-%-param page: the checkpoints set it" },
     }
@@ -135,8 +136,9 @@ describe("converse sync (command line)", function()
       assert.matches("^converse sync: converz/calls complete: 200 records, %d+ pages in [%d.]+ s; "
         .. "bookmark 2025%-04%-01 00:00:00 %(state: .*a%.db %(table _converse_state%)%)\n$", err)
       -- --progress forces the line even without a terminal
-      rc, _, err = run(KEYS, calls("sqlite:" .. dir .. "/b.db", { "--progress" }))
+      rc, out, err = run(KEYS, calls("sqlite:" .. dir .. "/b.db", { "--progress" }))
       assert.are.equal(0, rc)
+      assert.are.equal("", out)
       assert.matches("\rconverz/calls | 200 records | ", err)
     end)
 

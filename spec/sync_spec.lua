@@ -5,7 +5,7 @@ local helper   = require "helper"
 local cli      = require "support.cli"
 local converse = require "converse"
 local sync     = require "converse.sync"
-local stime    = require "converse.sync.time"
+local stime    = require "converse.time"
 local csv      = require "converse.sync.sinks.csv"
 local core     = require "converse.core"
 
@@ -77,13 +77,6 @@ describe("converse.sync", function()
   end)
   teardown(function() mock:stop() cli.cleanup() end)
   before_each(function() mock:fresh() dir = cli.tmpdir() end)
-
-  -- Every call of the mock, by id text.
-  local function all_calls()
-    local t = {}
-    for c in cz:calls { n_per_page = 1000 } do t[tostring(c.call_id)] = c end
-    return t
-  end
 
   describe("time", function()
     it("parses UTC dates and unix seconds, and refuses impossible dates", function()

@@ -29,7 +29,7 @@ local Thing = vendor.define {
     remove  = { "DELETE", "/items/{id}", { returns_true = true } },
   },
 }
-Thing._list = function(_, path, q) return { path = path, q = q } end
+Thing._list = function(_, _, q) return { style = "none", query = q } end
 
 local function thing(opts)
   local sent, tr = recorder()
@@ -64,7 +64,10 @@ describe("converse.vendor", function()
 
   it("turns a scalar into the query_arg parameter, and answers true where asked", function()
     local t = thing()
-    assert.are.same({ email = "x@y" }, t:search("x@y").q)
+    assert.are.same({ email = "x@y" }, t:search("x@y").base_query)
+    assert.is_true(t:search("x@y", { raw = true }).decoder_opts.raw)
+    assert.are.equal("usage", helper.raises(function() t:search("x@y", { bogus = 1 }) end).kind)
+    assert.are.equal("usage", helper.raises(function() t:search("x@y", "raw") end).kind)
     assert.is_true(t:remove(3))
   end)
 

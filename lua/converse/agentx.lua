@@ -4,10 +4,11 @@
 -- `converse.deepconverse` is the same constructor.
 -- @module converse.agentx
 local vendor = require "converse.vendor"
+local time   = require "converse.time"
 local usage  = vendor.usage
 
 local type, tonumber, ipairs, pairs = type, tonumber, ipairs, pairs
-local sort, concat, floor = table.sort, table.concat, math.floor
+local sort, concat = table.sort, table.concat
 
 local M = {}
 
@@ -23,44 +24,12 @@ local AgentX = vendor.define {
   },
 }
 
--- Days since 1970-01-01 of a proleptic Gregorian date (no time zone involved).
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local doy = floor((153 * (m + (m > 2 and -3 or 9)) + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
---- Unix seconds from a number or a UTC "YYYY-MM-DD[ HH:MM[:SS]]" string.
+--- Unix seconds from a number or a UTC "YYYY-MM-DD[ HH:MM[:SS]]" string
+-- (converse.time.parse: impossible dates such as 2025-02-30 are refused).
 -- @return seconds, or nil and a message
-function M.to_unix(v)
-  if type(v) == "number" then
-    if v ~= v or v < 0 then return nil, "must not be negative" end
-    return floor(v)
-  end
-  if type(v) ~= "string" then return nil, "must be unix seconds or a date string" end
-  local y, mo, d, rest = v:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
-  if not y then
-    local n = tonumber(v)
-    if n and v:match("^%d+$") then return n end
-    return nil, "must be unix seconds or \"YYYY-MM-DD[ HH:MM[:SS]]\""
-  end
-  local h, mi, s = 0, 0, 0
-  if rest ~= "" then
-    local hh, mm, ss = rest:match("^[ T](%d%d):(%d%d):?(%d*)Z?$")
-    if not hh then return nil, "has a bad time part (HH:MM[:SS] expected)" end
-    h, mi, s = tonumber(hh), tonumber(mm), tonumber(ss) or 0
-  end
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 60 then
-    return nil, "is not a valid date"
-  end
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
-end
+M.to_unix = time.parse
 
-function AgentX:_list(path, q)
+function AgentX:_list(_, q)
   local t0, e0 = M.to_unix(q.start_time)
   if not t0 then usage("start_time " .. e0) end
   local t1, e1 = M.to_unix(q.end_time)
@@ -74,10 +43,10 @@ function AgentX:_list(path, q)
   q.per_page = vendor.take_size(q, "per_page", M.MAX_PER_PAGE, M.MAX_PER_PAGE)
   local cursor = q.cursor
   q.cursor = nil
-  return self.client:paginate(path, {
+  return {
     style = "cursor", query = q, records = "data", cursor_param = "cursor",
     cursor_field = "cursor", cursor = cursor,
-  })
+  }
 end
 
 -- One message as a transcript line, or nil for messages without text.

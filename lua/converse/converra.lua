@@ -55,14 +55,14 @@ local Converra = vendor.define {
   },
 }
 
-function Converra:_list(path, q)
+function Converra:_list(_, q)
   local o = { style = "auto", query = q, records = "data", page_param = "page",
               size_param = "limit", page_size = 100, cursor_param = "cursor",
               cursor_field = "cursor", total_pages = "pages" }
   for k, v in pairs(self.options.list or {}) do o[k] = v end
   if q.limit ~= nil then o.page_size = vendor.take_size(q, "limit") end
   if q.page ~= nil then o.first_page, q.page = q.page, nil end
-  return self.client:paginate(path, o)
+  return o
 end
 
 M.class = Converra

@@ -34,15 +34,15 @@ local ConverseIQ = vendor.define {
   },
 }
 
-function ConverseIQ:_list(path, q)
+function ConverseIQ:_list(_, q)
   local limit = vendor.take_size(q, "limit", M.MAX_LIMIT, M.MAX_LIMIT)
   local first = q.page or 1
   q.page = nil
-  return self.client:paginate(path, {
+  return {
     style = "page", query = q, records = "data", total_pages = "pages",
     page_param = "page", size_param = "limit", page_size = limit, first_page = first,
     concurrency = self.options.concurrency or 4,
-  })
+  }
 end
 
 M.class = ConverseIQ

@@ -29,7 +29,7 @@ local Converz = vendor.define {
 }
 
 -- GET list with page + n_per_page; a page shorter than n_per_page ends it.
-function Converz:_list(path, q)
+function Converz:_list(_, q)
   local size = vendor.take_size(q, "n_per_page", M.DEFAULT_PAGE_SIZE, M.MAX_PAGE_SIZE)
   for _, f in ipairs(MULTI) do
     local v = q[f]
@@ -40,10 +40,10 @@ function Converz:_list(path, q)
   if type(q.columns) == "table" then q.columns = concat(q.columns, ",") end
   local first = q.page or 1
   q.page = nil
-  return self.client:paginate(path, {
+  return {
     style = "page", query = q, page_param = "page", size_param = "n_per_page",
     page_size = size, first_page = first, concurrency = self.options.concurrency or 2,
-  })
+  }
 end
 
 -- Rows (array of tables) or columns (table of arrays) -> columns, row count.

@@ -108,12 +108,17 @@ end
 
 -- Wait until the client's limiter lets one more request to the endpoint
 -- start (a 429 pause, then the rate limit; see converse.ratelimit).
+-- One event per wait: the first answer says how long (the limiter may be
+-- asked again a few times for sub-millisecond remainders).
 local function throttle(client, req, st)
-  local endpoint = req.endpoint
+  local endpoint, told = req.endpoint, false
   while true do
     local w, paused = client.limiter:take(endpoint, now())
     if w <= 0 then return end
-    M.emit(client, { type = "rate_limit", endpoint = endpoint, wait = w, paused = paused or false })
+    if not told then
+      M.emit(client, { type = "rate_limit", endpoint = endpoint, wait = w, paused = paused or false })
+      told = true
+    end
     wait(client, w, req, st)
   end
 end

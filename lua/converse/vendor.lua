@@ -4,7 +4,10 @@
 -- method or "LIST" (a pager). This file turns that table into methods:
 -- positional arguments fill the `{params}` of the path (percent-encoded),
 -- the next argument is the query (GET, LIST, DELETE) or the body (POST, PUT,
--- PATCH). Options: `required = {...}` fields checked before any request,
+-- PATCH); a LIST method takes one more, paging options for its pager
+-- (`raw`, `resume`, `max_pages`, `concurrency`): `cz:calls(q, { raw = true })`.
+-- A vendor's `_list(path, query)` answers the paginate options of its lists.
+-- Endpoint options: `required = {...}` fields checked before any request,
 -- `one_of = {...}` (at least one present), `query_arg = "email"` (a scalar
 -- argument sent as that query parameter), `idempotent = true` (POST safe to
 -- retry), `returns_true = true` (answer true instead of the body),
@@ -25,6 +28,9 @@ M.usage = errors.usage
 local usage = M.usage
 
 local BODY = { POST = true, PUT = true, PATCH = true }
+
+-- What a list method's second table may set on its pager.
+local PAGING_OPTIONS = { raw = true, resume = true, max_pages = true, concurrency = true }
 
 -- Every option of converse.client that a vendor constructor passes through.
 local CLIENT_OPTIONS = {
@@ -107,7 +113,19 @@ local function make_method(name, ep)
     if method == "LIST" then
       local q = {}                           -- a copy: _list may rewrite it
       for k, v in pairs(extra or {}) do q[k] = v end
-      return self:_list(url_path, q, opts)
+      local popts = args[used + 2]
+      if popts ~= nil and type(popts) ~= "table" then
+        usage(("%s: argument #%d (paging options) must be a table, got %s")
+          :format(name, used + 2, type(popts)))
+      end
+      local po = self:_list(url_path, q, opts)
+      for k, v in pairs(popts or {}) do
+        if not PAGING_OPTIONS[k] then
+          usage(("%s: unknown paging option '%s' (raw, resume, max_pages, concurrency)"):format(name, k))
+        end
+        po[k] = v
+      end
+      return self.client:paginate(url_path, po)
     end
     if BODY[method] then
       if extra == nil and not opts.optional_body then extra = {} end

@@ -109,8 +109,9 @@ function M.main(args)
     local ok, err = pcall(function()
       if ep[1] == "LIST" then
         local call = { unpack(ids) }
-        if next(q) then call[#call + 1] = q end
-        local pager = record.raw(api[a.method](api, unpack(call)))
+        call[#call + 1] = q
+        call[#call + 1] = { raw = true }             -- records byte for byte
+        local pager = api[a.method](api, unpack(call))
         for item in pager:each() do
           write(out, record.text(item) .. "\n")
           n = n + 1

@@ -6,7 +6,7 @@
 -- for hanging. Redrawn at most ten times a second.
 -- @module converse.cli.progress
 local core  = require "converse.core"
-local stime = require "converse.sync.time"
+local stime = require "converse.time"
 
 local floor, format, max, ipairs, tonumber = math.floor, string.format, math.max, ipairs, tonumber
 local now = core.now
@@ -47,7 +47,8 @@ end
 
 function Progress:line()
   local elapsed = max(now() - self.t0, 1e-3)
-  local parts = { self.name, M.thousands(self.records) .. " records", M.thousands(self.pages) .. (self.pages == 1 and " page" or " pages"),
+  local parts = { self.name, M.thousands(self.records) .. " records",
+                  M.thousands(self.pages) .. (self.pages == 1 and " page" or " pages"),
                   M.thousands(floor(self.records / elapsed)) .. " rec/s" }
   local later = {}
   if self.window then later[#later + 1] = "window " .. stime.short(self.window) end

@@ -10,7 +10,7 @@ local converse = require "converse"
 local core     = require "converse.core"
 local sync     = require "converse.sync"
 local streams  = require "converse.sync.streams"
-local stime    = require "converse.sync.time"
+local stime    = require "converse.time"
 local common   = require "converse.cli.common"
 local progress = require "converse.cli.progress"
 
@@ -97,7 +97,8 @@ local function report(s, rc)
   local msg
   if s.status == "complete" then
     msg = format("%s complete: %s records, %d page%s in %.1f s%s%s%s", s.job, progress.thousands(s.records),
-      s.pages, s.pages == 1 and "" or "s", s.elapsed_s, s.duplicates > 0 and format(", %d unchanged skipped", s.duplicates) or "",
+      s.pages, s.pages == 1 and "" or "s", s.elapsed_s,
+      s.duplicates > 0 and format(", %d unchanged skipped", s.duplicates) or "",
       s.bookmark and ("; bookmark " .. stime.format(s.bookmark)) or "", state)
   elseif s.status == "interrupted" then
     msg = format("%s interrupted (%s) after %d pages: checkpoint written%s%s", s.job,

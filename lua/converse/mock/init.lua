@@ -219,7 +219,11 @@ end
 -- @treturn number exit status
 function M.main(args)
   local opts, err = M.parse_args(args)
-  if not opts then io.stderr:write(err, "\n"); return err == M.USAGE and 0 or 2 end
+  if not opts then
+    if err == M.USAGE then io.stdout:write(err) return 0 end      -- --help: stdout, success
+    io.stderr:write(err, "\n")
+    return 2
+  end
   local srv, serr = M.start(opts)
   if not srv then io.stderr:write("converse mock: ", tostring(serr), "\n"); return 1 end
   -- The rendered rows are long-lived and each response's write buffers die

@@ -5,7 +5,7 @@
 -- @module converse.sync.enrich
 local converse = require "converse"
 local errors   = require "converse.errors"
-local stime    = require "converse.sync.time"
+local stime    = require "converse.time"
 
 local type, ipairs, pairs, tostring, tonumber = type, ipairs, pairs, tostring, tonumber
 local sort, min = table.sort, math.min

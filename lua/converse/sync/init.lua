@@ -13,7 +13,7 @@
 local errors  = require "converse.errors"
 local job     = require "converse.sync.job"
 local streams = require "converse.sync.streams"
-local stime   = require "converse.sync.time"
+local stime   = require "converse.time"
 local state   = require "converse.sync.state"
 
 local type = type

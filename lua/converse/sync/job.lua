@@ -27,7 +27,7 @@ local core   = require "converse.core"
 local errors = require "converse.errors"
 local record = require "converse.sync.record"
 local state  = require "converse.sync.state"
-local stime  = require "converse.sync.time"
+local stime  = require "converse.time"
 local request = require "converse.request"
 
 local type, pairs, ipairs, tostring, tonumber, pcall, error, setmetatable, next =

@@ -106,7 +106,7 @@ local Memory = {}
 Memory.__index = Memory
 function Memory:load() return self.st and decode(M.encode(self.st)) or nil end
 function Memory:save(st) self.st = decode(M.encode(st)) end
-function Memory:describe() return "memory" end
+function Memory.describe() return "memory" end
 
 --- A state store that lives as long as the job object (tests, one-off runs).
 function M.memory() return setmetatable({}, Memory) end

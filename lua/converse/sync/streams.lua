@@ -16,7 +16,7 @@
 local core   = require "converse.core"
 local errors = require "converse.errors"
 local record = require "converse.sync.record"
-local stime  = require "converse.sync.time"
+local stime  = require "converse.time"
 
 local type, pairs, ipairs, tostring, getmetatable, pcall, require =
   type, pairs, ipairs, tostring, getmetatable, pcall, require
@@ -61,7 +61,8 @@ M.STREAMS = {
                           "subcampaign", "department", "date", "start_time", "end_time", "duration",
                           "direction", "language", "sentiment", "score", "resolved", "tags", "summary",
                           "customer_phone" } },
-    reps  = { key = "rep_id", query = { n_per_page = 2000 }, columns = { "rep_id", "name", "email", "department", "team", "active",
+    reps  = { key = "rep_id", query = { n_per_page = 2000 },
+              columns = { "rep_id", "name", "email", "department", "team", "active",
                                           "hire_date", "manager", "tags" } },
   },
   agentx = {
@@ -162,9 +163,7 @@ function M.stream(api, stream, query)
         if position.page ~= nil then q.page = position.page
         elseif position.cursor ~= nil then q.cursor = position.cursor end
       end
-      local pager = method(api, q)
-      if raw then record.raw(pager) end
-      return pager
+      return method(api, q, { raw = raw or false })
     end,
   }
 end

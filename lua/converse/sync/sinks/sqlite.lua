@@ -101,7 +101,7 @@ function Sink:load_columns()
 end
 
 -- A JSON path selecting a top-level field, whatever its characters.
-local function path(field)
+local function json_path(field)
   return "'$.\"" .. gsub(gsub(gsub(field, "\\", "\\\\"), '"', '\\"'), "'", "''") .. "\"'"
 end
 
@@ -117,7 +117,7 @@ end
 -- The page's records as SQL string literals of their JSON text: raw text
 -- when the decoder gave it, else our encoder's (sorted keys: nested values
 -- come out the same for the same data).
-function Sink:texts(batch)
+function Sink.texts(_, batch)
   local out, recs, raws = {}, batch.records, batch.raws
   for i = 1, batch.n do
     local t = raws and raws[i]
@@ -190,7 +190,8 @@ end
 function Sink:stage(values)
   local step = M.ROWS_PER_STATEMENT
   for first = 1, #values, step do
-    self:exec("INSERT INTO temp._converse_page (j) VALUES " .. concat(values, ",", first, min(#values, first + step - 1)))
+    self:exec("INSERT INTO temp._converse_page (j) VALUES "
+              .. concat(values, ",", first, min(#values, first + step - 1)))
   end
 end
 
@@ -203,7 +204,7 @@ function Sink:insert()
     local names, exprs, sets = {}, {}, {}
     for i, c in ipairs(cols) do
       names[i] = ident(c)
-      exprs[i] = "json_extract(j, " .. path(c) .. ")"
+      exprs[i] = "json_extract(j, " .. json_path(c) .. ")"
       if c ~= key then sets[#sets + 1] = ident(c) .. " = excluded." .. ident(c) end
     end
     self.sql_insert = "INSERT INTO " .. ident(self.table) .. " (" .. concat(names, ", ") .. ") SELECT "

@@ -5,7 +5,7 @@
 -- a whole number with a unit: `30s`, `15m`, `6h`, `1d`, `2w` (a bare
 -- number is seconds). No time zone database and no os.time: the calendar
 -- arithmetic is exact on every Lua.
--- @module converse.sync.time
+-- @module converse.time
 local type, tonumber, tostring, floor = type, tonumber, tostring, math.floor
 local format = string.format
 
