@@ -232,6 +232,9 @@ describe("converse sync under kill -9 and signals", function()
     p:signal("KILL")
     assert.are.equal(137, p:wait(10))
     math.randomseed(os.time())
+    -- 0.3 s per page request: a kill at 0.15-0.40 s always lands mid-run,
+    -- however fast the machine (7 pages; each run gets at most one page further)
+    mock:control { type = "latency", delay = 0.3, path = "/converz/api/v1/calls", forever = true }
     local kills = 0
     for _ = 1, 5 do
       p = spawn(KEYS, calls(sink))
@@ -242,6 +245,7 @@ describe("converse sync under kill -9 and signals", function()
       kills = kills + 1
     end
     assert.are.equal(5, kills, "5 kills mid-run")
+    mock:reset()
     local rc, _, err = run(KEYS, calls(sink))
     assert.are.equal(0, rc, err)
   end

@@ -56,20 +56,6 @@ local function check_options(opts)
   end
 end
 
--- The `log` option: a level name ("debug", "info", "warn"; lines go to
--- stderr) or { level =, write = function(line) }.
-local function logger(opt)
-  if opt == nil or opt == false then return nil end
-  local level, write = opt, nil
-  if type(opt) == "table" then level, write = opt.level or "info", opt.write end
-  if not request.LEVELS[level] then
-    errors.usage("log: level must be \"debug\", \"info\", \"warn\" or \"error\"")
-  end
-  if write ~= nil and type(write) ~= "function" then errors.usage("log.write must be a function") end
-  return { level = request.LEVELS[level],
-           write = write or function(line) io.stderr:write(line, "\n") end }
-end
-
 --- Create a client.
 -- @tparam table opts see SPEC §2 (`base_url`, `auth`, `headers`, `timeout`,
 --   `connect_timeout`, `retries`, `rate_limit`, `user_agent`, `ca_file`, `insecure`)
@@ -106,7 +92,7 @@ function M.new(opts)
     secret_headers = {},   -- sent only to the configured origin
     secrets = {},          -- values scrubbed from every error
     on_event = opts.on_event,
-    log = logger(opts.log),
+    log = request.logger(opts.log),
     max_record_given = opts.max_record ~= nil,
   }, Client)
   local auth = opts.auth

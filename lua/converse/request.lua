@@ -53,6 +53,20 @@ local function describe(ev)
 end
 M.describe = describe
 
+--- The `log` option: a level name ("debug", "info", "warn", "error"; lines
+-- go to stderr) or { level =, write = function(line) }; nil or false: none.
+-- @return { level = n, write = f } or nil
+function M.logger(opt)
+  if opt == nil or opt == false then return nil end
+  local level, write = opt, nil
+  if type(opt) == "table" then level, write = opt.level or "info", opt.write end
+  if not LEVELS[level] then
+    errors.usage("log: level must be \"debug\", \"info\", \"warn\" or \"error\"")
+  end
+  if write ~= nil and type(write) ~= "function" then errors.usage("log.write must be a function") end
+  return { level = LEVELS[level], write = write or function(line) io.stderr:write(line, "\n") end }
+end
+
 --- Report an event to the client's `on_event` callback and `log`.
 -- Events: request {method, url, attempt}; response {method, url, status};
 -- retry {method, url, attempt, wait, reason, status, kind};

@@ -43,7 +43,7 @@ M.Job = Job
 
 M.DEFAULTS = { window = 86400, lookback = 86400, skew = 300 }
 
-local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
+local LEVELS = request.LEVELS
 
 local function opt_time(v, name)
   if v == nil then return nil end
@@ -57,14 +57,6 @@ local function opt_duration(v, name, default)
   local d, why = stime.duration(v)
   if not d then usage(name .. ": " .. why) end
   return d
-end
-
-local function logger(opt)
-  if opt == nil or opt == false then return nil end
-  local level, write = opt, nil
-  if type(opt) == "table" then level, write = opt.level or "info", opt.write end
-  if not LEVELS[level] then usage("log: level must be \"debug\", \"info\", \"warn\" or \"error\"") end
-  return { level = LEVELS[level], write = write or function(line) io.stderr:write(line, "\n") end }
 end
 
 --- Create a job (see `converse.sync.job{}` in docs/sync.md).
@@ -101,7 +93,7 @@ function M.new(opts)
     window = opt_duration(opts.window, "window", source.window_size or M.DEFAULTS.window),
     lookback = opt_duration(opts.lookback, "lookback", source.lookback or M.DEFAULTS.lookback),
     skew = opt_duration(opts.skew, "skew", M.DEFAULTS.skew),
-    on_event = opts.on_event, log = logger(opts.log), trap_signals = opts.trap_signals,
+    on_event = opts.on_event, log = request.logger(opts.log), trap_signals = opts.trap_signals,
     clock = opts.clock or os.time,
   }, Job)
   if self.window < 1 then usage("window must be at least 1s") end
