@@ -338,8 +338,19 @@ Child.__index = Child
 
 --- Run a chunk of Lua in a child process of the interpreter under test, with
 -- the repository's paths set; `...` become its arguments. Returns at once.
+-- `code` may be preceded by an options table: `{ memory_kb = n }` runs the
+-- child under `ulimit -v n` (out-of-memory cases).
 -- @treturn table child: `pid`, `:wait()` -> its stdout and stderr
 function helper.spawn(code, ...)
+  local opts = {}
+  if type(code) == "table" then
+    opts = code
+    return helper.spawn_with(opts, ...)
+  end
+  return helper.spawn_with(opts, code, ...)
+end
+
+function helper.spawn_with(opts, code, ...)
   local lua = os.getenv("CONVERSE_LUA") or "lua5.4"
   local build = os.getenv("CONVERSE_BUILD") or "build/lua5.4"
   local file = os.tmpname()
@@ -350,7 +361,9 @@ function helper.spawn(code, ...)
   f:close()
   local args = {}
   for i, a in ipairs { ... } do args[i] = shell_quote(a) end
-  local p = io.popen(("%s %s %s 2>&1 & echo $!; wait"):format(lua, file, table.concat(args, " ")))
+  local limit = opts.memory_kb and ("ulimit -v %d; "):format(opts.memory_kb) or ""
+  local p = io.popen(("(%sexec %s %s %s) 2>&1 & echo $!; wait")
+    :format(limit, lua, file, table.concat(args, " ")))
   return setmetatable({ pid = assert(tonumber(p:read("*l"))), proc = p, file = file }, Child)
 end
 
@@ -362,7 +375,7 @@ function Child:wait()
 end
 
 --- Run a chunk in a child process and wait for it (see spawn).
-function helper.child(code, ...) return helper.spawn(code, ...):wait() end
+function helper.child(...) return helper.spawn(...):wait() end
 
 ---------------------------------------------------------------------------
 -- Throwaway servers: redis-server on a free port under a temp dir

@@ -355,6 +355,24 @@ out.close()]])
     end)
   end)
 
+  it("running out of memory is one error (json, OUT_OF_MEMORY), never retried", function()
+    if os.getenv("CONVERSE_SANITIZER") then return end   -- ASan reserves terabytes of address space
+    local srv = helper.hostile [[
+      return function(req, n, c)
+        c:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[{\"a\":\"")
+        local block = string.rep("a", 1048576)
+        for _ = 1, 2048 do if not c:send(block) then break end end
+      end]]
+    local out = helper.child({ memory_kb = 600000 }, [[
+      local converse = require "converse"
+      local api = converse.client { base_url = ..., retries = 3, max_record = 1e12 }
+      local ok, err = pcall(function() return api:paginate("/", { style = "none" }):collect() end)
+      print("RESULT", ok, err.kind, err.code, err.attempts, err.retryable)
+    ]], srv.url)
+    srv:stop()
+    assert.matches("RESULT\tfalse\tjson\tOUT_OF_MEMORY\t1\tfalse", out)
+  end)
+
   describe("heads", function()
     it("an endless header line is a clear error, not retried", function()
       local srv = helper.hostile [[
