@@ -38,7 +38,7 @@ local OPTION_TYPES = {
 }
 
 local function check_options(opts)
-  if type(opts) ~= "table" then errors.usage("options table expected") end
+  errors.check(opts, "table", "options")
   for k, v in pairs(opts) do
     local want = OPTION_TYPES[k]
     if want and type(v) ~= want then

@@ -19,7 +19,7 @@ local ARRAY_MT = core.array_mt()
 -- @treturn table t
 function M.array(t)
   t = t or {}
-  if type(t) ~= "table" then errors.usage("converse.array expects a table") end
+  errors.check(t, "table", "t")
   local old = getmetatable(t)
   if old ~= nil and old ~= ARRAY_MT then
     errors.usage("converse.array: table already has a metatable")

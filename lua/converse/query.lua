@@ -35,7 +35,7 @@ end
 -- @treturn string without the leading `?` ("" for an empty table)
 function M.encode(q)
   if q == nil then return "" end
-  if type(q) ~= "table" then errors.usage("query must be a table") end
+  errors.check(q, "table", "query")
   local keys = {}
   for k in pairs(q) do
     if type(k) ~= "string" then errors.usage("query keys must be strings") end

@@ -157,7 +157,7 @@ function M.check(req)
     errors.usage("URL must not contain spaces or control characters (percent-encode them)")
   end
   if req.headers ~= nil then
-    if type(req.headers) ~= "table" then errors.usage("headers must be an array of \"Name: value\"") end
+    errors.check(req.headers, "table", "headers")
     for _, line in ipairs(req.headers) do check_header_line(line) end
   end
 end

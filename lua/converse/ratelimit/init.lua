@@ -34,7 +34,7 @@ local M = {}
 -- @return limit, window (nil, nil for no option)
 function M.spec(rl)
   if rl == nil then return nil end
-  if type(rl) ~= "table" then errors.usage("rate_limit must be a table") end
+  errors.check(rl, "table", "rate_limit")
   local limit, window
   if rl.per_second then limit, window = rl.per_second, 1
   elseif rl.per_minute then limit, window = rl.per_minute, 60
