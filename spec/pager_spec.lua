@@ -362,6 +362,22 @@ describe("converse.client", function()
     end)
   end)
 
+  it("ends with INTERRUPTED when a trapped SIGINT cuts a rate-limit wait for the next page", function()
+    local child = helper.spawn([[
+      local core = require "converse.core"
+      local converse = require "converse"
+      core.trap_signals()
+      local api = converse.client { base_url = ..., rate_limit = { per_second = 1 } }
+      local ok, err = pcall(function()
+        for _ in api:paginate("/calls", { size_param = "n_per_page", page_size = 10 }) do end
+      end)
+      print("RESULT", ok, converse.is_error(err), err.code)
+    ]], mock.url .. "/converz/api/v1")
+    require("socket").sleep(1.5)
+    os.execute("kill -INT " .. child.pid)
+    assert.matches("RESULT\tfalse\ttrue\tINTERRUPTED", child:wait())
+  end)
+
   describe("a pager is iterated once", function()
     it("raises a usage error when iterated again after its end", function()
       local p = calls_pager(cz(), 100)

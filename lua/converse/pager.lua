@@ -122,8 +122,8 @@ function Pager:_issue(number, cursor)
   local req = { method = "GET", url = url, endpoint = query.endpoint(url), decoder = dec }
   request.check(req)
   local slot = { number = number, cursor = cursor, req = req, st = {}, yielded = 0 }
+  slot.t = request.start(client, req, slot.st)   -- may raise (interrupted while throttled)
   self.slots[#self.slots + 1] = slot
-  slot.t = request.start(client, req, slot.st)
 end
 
 -- Start every request the state machine wants now.
