@@ -367,11 +367,12 @@ describe("converse.client", function()
       local core = require "converse.core"
       local converse = require "converse"
       core.trap_signals()
-      local api = converse.client { base_url = ..., rate_limit = { per_second = 1 } }
+      local api = converse.client { base_url = ..., rate_limit = { per_second = 1 },
+                                    auth = { header = "X-API-Key", value = "k-123" } }
       local ok, err = pcall(function()
         for _ in api:paginate("/calls", { size_param = "n_per_page", page_size = 10 }) do end
       end)
-      print("RESULT", ok, converse.is_error(err), err.code)
+      print("RESULT", ok, converse.is_error(err), err.code, tostring(err))
     ]], mock.url .. "/converz/api/v1")
     require("socket").sleep(1.5)
     os.execute("kill -INT " .. child.pid)
