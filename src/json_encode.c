@@ -216,9 +216,9 @@ static int key_cmp(const void *a, const void *b) {
 
 static void encode_object(cv_encoder *e, int idx, int depth) {
   lua_State *L = e->L;
-  int first = 1;
   putc_(e, '{');
   if (!e->sort_keys) {
+    int first = 1;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       size_t kn;
