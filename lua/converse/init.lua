@@ -3,7 +3,7 @@
 local core   = require "converse.core"
 local errors = require "converse.errors"
 
-local setmetatable, getmetatable, type, require = setmetatable, getmetatable, type, require
+local setmetatable, getmetatable, require = setmetatable, getmetatable, require
 
 local M = {
   VERSION  = core.VERSION,
