@@ -1,0 +1,95 @@
+-- One set of behaviour cases (spec/support/nginx_cases.lua), two transports:
+-- libcurl standalone, here under busted; and nginx cosockets, inside a real
+-- nginx started by this spec (one worker), each case run by GET
+-- /run?case=NAME (spec/support/nginx_runner.lua). nginx always runs LuaJIT,
+-- so its half runs once per `make test` (see support/nginx.lua); the
+-- libcurl half runs under Lua 5.4 and LuaJIT (the 5.1-5.3 passes test
+-- libcurl with client_spec and pager_spec, which cover the same ground).
+local helper = require "helper"
+local nginx  = require "support.nginx"
+local cases  = require "support.nginx_cases"
+local socket = require "socket"
+local core   = require "converse.core"
+
+local function escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+end
+
+local lua = os.getenv("CONVERSE_LUA") or "lua5.4"
+local curl_half = lua == "lua5.4" or lua == "luajit"
+local nginx_half = nginx.wanted()
+
+describe("the transports behave the same", function()
+  if not (curl_half or nginx_half) then return end
+  local mock, other, sink, blackhole, filler, config
+
+  setup(function()
+    mock = helper.start_mock { calls = 60000, reps = 12, contacts = 95 }
+    other = helper.start_mock {}
+    sink = assert(socket.bind("127.0.0.1", 0, 16))        -- accepts (in the kernel), never reads
+    blackhole = assert(socket.bind("127.0.0.1", 0, 0))    -- its accept queue is full: connects hang
+    filler = socket.tcp()
+    filler:settimeout(1)
+    assert(filler:connect(blackhole:getsockname()))
+    config = {
+      mock = mock.url, other = other.url,
+      sink_url = "http://127.0.0.1:" .. select(2, sink:getsockname()),
+      blackhole_url = "http://127.0.0.1:" .. select(2, blackhole:getsockname()),
+    }
+  end)
+
+  teardown(function()
+    mock:stop()
+    other:stop()
+    filler:close()
+    sink:close()
+    blackhole:close()
+  end)
+
+  if curl_half then describe("libcurl, standalone", function()
+    local ctx
+    setup(function()
+      local function http(method, url, body) return helper.http(method, url, body) end
+      ctx = {
+        transport = "curl",
+        mock = cases.mock(mock.url, http, socket.sleep),
+        other = cases.mock(other.url, http, socket.sleep),
+        sink_url = config.sink_url, blackhole_url = config.blackhole_url,
+        sleep = socket.sleep, rss_kb = cases.rss_kb,
+      }
+    end)
+    before_each(function() ctx.mock.fresh() end)
+
+    for _, c in ipairs(cases.cases) do
+      it(c.name, function() c.fn(ctx) end)
+    end
+  end) end
+
+  if nginx_half then
+    describe("nginx cosockets, inside nginx", function()
+      local srv
+      setup(function()
+        srv = assert(nginx.start {
+          config = config,
+          http = "lua_socket_log_errors off;",
+          server = "location /run { content_by_lua_block { require('nginx_runner').run() } }",
+        })
+      end)
+      teardown(function() if srv then srv:stop() end end)
+
+      for _, c in ipairs(cases.cases) do
+        it(c.name, function()
+          local t0 = core.now()
+          local res = srv:json("/run?case=" .. escape(c.name), 120)
+          assert(res.ok, tostring(res.err) .. ("\n(%.2f s)\n"):format(core.now() - t0) .. srv:error_log())
+        end)
+      end
+
+      it("logs no errors while doing so", function()
+        local log = srv:error_log()
+        assert.is_nil(log:find("%[error%]"), log)
+        assert.is_nil(log:find("%[alert%]"), log)
+      end)
+    end)
+  end
+end)
