@@ -4,11 +4,13 @@
 --
 -- A transfer is one HTTP/1.1 exchange on one `ngx.socket.tcp` cosocket.
 -- `request()` spawns a light thread (`ngx.thread.spawn`) that connects
--- (keep-alive pool, TLS), sends, reads the head and then the body for as
--- long as the response takes bytes, and ends; so the pages a pager fetches
--- ahead travel concurrently, as they do in libcurl's multi handle. After it
--- ended, whoever reads the transfer (`headers`, `next`, `body`) reads the
--- socket itself when the response asks for bytes.
+-- (keep-alive pool, TLS) and sends the request, then ends; so the pages a
+-- pager asks for ahead are all under way at once, and the server's time
+-- for them overlaps. Whoever reads the transfer (`headers`, `next`,
+-- `body`) reads the socket itself, when the response asks for bytes;
+-- meanwhile a response waits in the kernel's socket buffer. No thread ever
+-- waits for a response, so a pager abandoned without close() never holds
+-- its request open (nginx waits for a request's light threads).
 --
 -- The bytes go into `core.http_response` (src/http_response.c): the framing
 -- parser (src/http.c), gzip/deflate and back-pressure (src/body.c) and the
@@ -40,7 +42,7 @@ local exiting = ngx.worker.exiting
 local now, response = core.now, core.http_response
 local setmetatable, type, tostring, pcall, ipairs, pairs = setmetatable, type, tostring, pcall, ipairs, pairs
 local min, max, huge = math.min, math.max, math.huge
-local format, running, costatus = string.format, coroutine.running, coroutine.status
+local format, running = string.format, coroutine.running
 
 local M = {
   CHUNK = 65536,        -- bytes asked of one socket read
@@ -50,7 +52,6 @@ local M = {
   IDLE = 60,            -- seconds an idle pooled connection is kept
   ERROR_BODY_SECS = 5,  -- an error body may take this long after its head
   STALE_RETRIES = 2,    -- fresh connections tried when a pooled one was closed
-  WATCH = 0.25,         -- a reader thread checks this often whether it was abandoned
 }
 
 local MAX_WAIT = 86400
@@ -148,58 +149,40 @@ function Transfer:_timed_out(message, limit, option)
   return self:_fail("timeout", format(message .. " (%s)", self:_where(), limit, option))
 end
 
--- Has everyone who could read this transfer gone? (closed, or the
--- coroutine that started it ended and nobody waits for it: a pager
--- abandoned without close(); nginx would hold the request open for us.)
-function Transfer:_abandoned()
-  return self.closed or (self.parent ~= nil and costatus(self.parent) == "dead" and not self.waiting)
-end
-
 -- One socket read into the response. true; "stale" (a pooled connection
 -- the server had closed: nothing arrived); "cap" (`cap` seconds passed:
--- no failure); nil after a failure (recorded). `sliced` (the reader
--- thread): wait in slices of WATCH seconds and give up once abandoned.
-function Transfer:_read(cap, sliced)
+-- no failure); nil after a failure (recorded).
+function Transfer:_read(cap)
   local limit = self.tr.read_timeout
-  local sock, start = self.sock, now()
-  while true do
-    local t = now()
-    local secs = min(limit - (t - start), self.deadline - t)
-    local capped = cap ~= nil and cap - (t - start) < secs
-    if capped then secs = cap - (t - start) end
-    local slice = sliced and secs > M.WATCH
-    if slice then secs = M.WATCH end
-    if secs <= 0 then
-      if capped then return "cap" end
-      return self:_timed_out("no data from %s for %.3g s", limit, "low_speed_time")
-    end
-    sock:settimeout(max(1, secs * 1000))
-    local data, err = sock:receiveany(M.CHUNK)
-    waited(t)
-    if data then
-      self.got = self.got + #data
-      self.r:feed(data)
-      return true
-    end
-    if err ~= "timeout" then
-      if self.got == 0 and self.reused and (err == "closed" or err:find("reset", 1, true)) then
-        return "stale"
-      end
-      if err == "closed" then
-        self.r:eof()
-        return true
-      end
-      return self:_fail("network", format("reading from %s failed: %s", self:_where(), err))
-    end
-    if not slice then
-      if capped then return "cap" end
-      return self:_timed_out("no data from %s for %.3g s", limit, "low_speed_time")
-    end
-    if self:_abandoned() then
-      self.abandoned = true
-      return self:_fail("network", format("the transfer from %s was abandoned", self:_where()))
-    end
+  local secs = self:_budget(limit)
+  local capped = cap ~= nil and cap < secs
+  if capped then secs = cap end
+  if secs <= 0 then
+    if capped then return "cap" end
+    return self:_timed_out("no data from %s for %.3g s", limit, "low_speed_time")
   end
+  local sock = self.sock
+  sock:settimeout(max(1, secs * 1000))
+  local t0 = now()
+  local data, err = sock:receiveany(M.CHUNK)
+  waited(t0)
+  if data then
+    self.got = self.got + #data
+    self.r:feed(data)
+    return true
+  end
+  if self.got == 0 and self.reused and (err == "closed" or err:find("reset", 1, true)) then
+    return "stale"
+  end
+  if err == "closed" then
+    self.r:eof()
+    return true
+  end
+  if err == "timeout" then
+    if capped then return "cap" end
+    return self:_timed_out("no data from %s for %.3g s", limit, "low_speed_time")
+  end
+  return self:_fail("network", format("reading from %s failed: %s", self:_where(), err))
 end
 
 -- TLS failures that trying again cannot mend: verification.
@@ -255,7 +238,7 @@ function Transfer:_send()
     self.fresh_tls = false
     return true
   end
-  if self.reused then return "stale" end
+  if self.reused and err ~= "timeout" then return "stale" end
   if self.fresh_tls and err == "closed" then
     -- ngx_lua before lua-nginx-module#2506 (Debian 12 has 0.10.23) loses a
     -- failed certificate check when the handshake completes at once (a
@@ -271,65 +254,55 @@ function Transfer:_send()
   return self:_fail("network", format("sending the request to %s failed: %s", self:_where(), err))
 end
 
--- Read while the response takes bytes (the reader thread's loop).
-function Transfer:_fill()
-  local r = self.r
-  while not self.failed and not self.closed and r:wants() do
-    local st = self:_read(nil, true)
-    if st ~= true then return st end
-    if self.waiting then self.sem:post(1) end
-    breathe()
+-- Connect and send; a pooled connection the server closed meanwhile is
+-- replaced by a fresh one (STALE_RETRIES times at most).
+function Transfer:_exchange()
+  while true do
+    if not self:_connect() then return end
+    local st = self:_send()
+    if st ~= "stale" then return st end
+    if not self:_stale() then return end
+  end
+end
+
+-- The pooled connection was dead: another, if allowed. true | nil (failed).
+function Transfer:_stale()
+  self.sock:close()
+  self.stale = self.stale + 1
+  if self.stale > M.STALE_RETRIES then
+    return self:_fail("network", format("the connection to %s closed before the response",
+                                        self:_where()))
   end
   return true
 end
 
--- The reader thread: connect, send, read the head and what the body takes.
-local function exchange(t)
-  local tries = 0
-  while true do
-    tries = tries + 1
-    if not t:_connect() then return end
-    local st = t:_send()
-    if st == true then st = t:_fill() end
-    if st ~= "stale" then return end
-    t.sock:close()
-    if tries > M.STALE_RETRIES then
-      return t:_fail("network", format("the connection to %s closed before the response", t:_where()))
-    end
-  end
-end
-
+-- The light thread of a transfer: connect and send, then end.
 local function run(t)
-  local ok, err = pcall(exchange, t)
+  local ok, err = pcall(t._exchange, t)
   if not ok then t:_fail("network", "converse: " .. tostring(err)) end
   t.busy = false
-  if t.closed then
-    t:_release()                              -- closed while we were reading
-  elseif t.abandoned and t.sock then
-    t.sock:close()                            -- nobody reads it; a reader would see the failure
-    t.sock = nil
-  end
+  if t.closed then t:_release() end           -- closed while we were sending
   t.sem:post(1)
 end
 
--- Wait until the reader thread made progress or ended.
-function Transfer:_await(cap)
-  self.waiting = true
-  local left = min(self.deadline - now() + 1, 60, cap or 60)
-  self.sem:wait(max(0.001, left))
-  self.waiting = false
-  slice_start = now()
-end
-
--- Get bytes the response asked for: from the thread while it runs, else
--- from the socket. Returns "cap" when `cap` seconds passed.
+-- Get bytes the response asked for: wait for the thread's connect and
+-- send, then read the socket. Returns "cap" when `cap` seconds passed.
 function Transfer:_more(cap)
   if self.busy then
-    if cap and cap <= 0 then return "cap" end
-    self:_await(cap)
+    local left = min(self.deadline - now() + 1, 60, cap or 60)
+    if left <= 0 then return "cap" end
+    self.sem:wait(max(0.001, left))
+    slice_start = now()
     return true
   end
-  if self.r:wants() then return self:_read(cap) end
+  if self.r:wants() then
+    local st = self:_read(cap)
+    if st == "stale" then                      -- the pooled connection was dead: again
+      if self:_stale() then self:_exchange() end
+      return true
+    end
+    return st
+  end
   self.stalls = self.stalls + 1             -- bounded work is pending in the C core
   if self.stalls > 1000 then return self:_fail("network", "the response stalled") end
   breathe()
@@ -457,7 +430,7 @@ function Transport:request(spec)
                    max_error_body = spec.max_error_body },
     pool = format("converse|%s|%s|%d|%s|%s", u.scheme, u.name, u.port, u.name,
                   self.insecure and "noverify" or "verify"),
-    started = now(), sem = semaphore.new(), busy = true, connects = 0, got = 0, stalls = 0,
+    started = now(), sem = semaphore.new(), busy = true, connects = 0, got = 0, stalls = 0, stale = 0,
   }, Transfer)
   t.deadline = self.timeout > 0 and t.started + self.timeout or huge
   self.transfers[t] = true
