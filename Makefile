@@ -9,6 +9,8 @@
 #   make bench           benchmarks (bench/)
 #   make fuzz            libFuzzer on the JSON codec (clang)
 #   make lint            cppcheck and clang-tidy on src/ (checks in .clang-tidy)
+#   make bench-nginx     the cosocket transport inside nginx vs the naive resty way
+#   make nginx-screenshot  screenshot of the nginx dashboard example (build/nginx-dashboard.png)
 # LuaRocks passes CFLAGS, LIBFLAG, LUA_INCDIR, INST_LIBDIR, INST_LUADIR.
 
 LUA        ?= lua5.4
@@ -113,6 +115,20 @@ fuzz-http:
 	  src/*.c fuzz/http_fuzz.c -llua5.4 -lcurl -lz -lm -o build/fuzz/http_fuzz
 	build/fuzz/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=1024 \
 	  -artifact_prefix=build/fuzz/http- build/fuzz/http-corpus
+
+# Inside nginx (docs/nginx.md): the dashboard example's screenshot (headless
+# Chromium; installs Debian's chromium when missing) and the benchmark of the
+# cosocket transport against the naive resty way (figures in the README).
+.PHONY: nginx-screenshot bench-nginx
+nginx-screenshot: deps
+	@$(MAKE) --no-print-directory LUA=luajit
+	@command -v chromium >/dev/null 2>&1 || { s=""; [ "$$(id -u)" -ne 0 ] && s=sudo; \
+	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	SCREENSHOT=$(CURDIR)/build/nginx-dashboard.png examples/nginx/run.sh screenshot
+
+bench-nginx: deps
+	@$(MAKE) --no-print-directory LUA=luajit
+	CONVERSE_LUA=luajit CONVERSE_BUILD=build/luajit luajit bench/nginx.lua
 
 # Static analysis; all must be clean. cppcheck: warnings, style,
 # performance and portability. clang-tidy: the checks in .clang-tidy (the
