@@ -155,7 +155,7 @@ M.WORKERS = 2
 --- /sync: page every Converz call of the (big) mock; time it.
 function M.sync()
   local cz = converse.converz { base_url = config().big .. "/converz/api/v1", api_key = KEY,
-                                big_integers = "string" }
+                                big_integers = "string", transport = ngx.var.arg_transport }
   local t0, n = now(), 0
   for _ in cz:calls { n_per_page = tonumber(ngx.var.arg_page) or 20000 } do n = n + 1 end
   reply { records = n, start = t0, finish = now(), transport = tostring(cz.client.transport) }
