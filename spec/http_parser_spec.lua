@@ -139,7 +139,8 @@ describe("core.http_response", function()
       local bytes = read(DIR .. name .. ".http")
       local results = {}
       for _, size in ipairs { #bytes + 1, 1, 5 } do
-        local r = core.http_response { method = exp.method, decoder = exp.records and core.decoder { records = "data" } }
+        local r = core.http_response { method = exp.method,
+                                       decoder = exp.records and core.decoder { records = "data" } }
         feed_all(r, bytes, size, exp.eof)
         local res = {}
         local status, headers, msg = r:head()
