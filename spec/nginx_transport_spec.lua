@@ -56,6 +56,8 @@ describe("the transports behave the same", function()
         other = cases.mock(other.url, http, socket.sleep),
         sink_url = config.sink_url, blackhole_url = config.blackhole_url,
         sleep = socket.sleep, rss_kb = cases.rss_kb,
+        sanitized = os.getenv("CONVERSE_VALGRIND") ~= nil
+          or (os.getenv("CONVERSE_BUILD") or ""):find("asan", 1, true) ~= nil,
       }
     end)
     before_each(function() ctx.mock.fresh() end)

@@ -22,7 +22,11 @@ local helper = require "helper"
 local M = {}
 
 local MODULES = "/usr/lib/nginx/modules/"
-local CORE = helper.ROOT .. "/build/luajit/converse/core.so"
+-- CONVERSE_NGINX_BUILD: another LuaJIT build of the core (e.g. one with ASan,
+-- with CONVERSE_NGINX_PRELOAD naming the sanitizer runtimes to preload)
+local BUILD = os.getenv("CONVERSE_NGINX_BUILD") or (helper.ROOT .. "/build/luajit")
+local CORE = BUILD .. "/converse/core.so"
+local PRELOAD = os.getenv("CONVERSE_NGINX_PRELOAD")
 
 local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -125,7 +129,7 @@ function M.start(opts)
     "  scgi_temp_path " .. prefix .. "/tmp/scgi;",
     ('  lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;%s/spec/?.lua;%s/spec/support/?.lua;%s/lua/?.lua;;";')
       :format(root, root, root, root, prefix),
-    '  lua_package_cpath "' .. root .. '/build/luajit/?.so;;";',
+    '  lua_package_cpath "' .. BUILD .. '/?.so;;";',
     opts.http or "",
     "  server {",
     "    listen 127.0.0.1:" .. port .. ";",
@@ -136,8 +140,10 @@ function M.start(opts)
   f = assert(io.open(prefix .. "/nginx.conf", "w"))
   f:write(conf, "\n")
   f:close()
-  local cmd = ("nginx -p %s -c %s -e %s >%s 2>&1"):format(quote(prefix), quote(prefix .. "/nginx.conf"),
-    quote(prefix .. "/error.log"), quote(prefix .. "/start.log"))
+  local cmd = ("%snginx -p %s -c %s -e %s >%s 2>&1"):format(
+    PRELOAD and ("env LD_PRELOAD=%s ASAN_OPTIONS=detect_leaks=0:log_path=%s "):format(quote(PRELOAD),
+      quote(prefix .. "/asan")) or "",
+    quote(prefix), quote(prefix .. "/nginx.conf"), quote(prefix .. "/error.log"), quote(prefix .. "/start.log"))
   local self = setmetatable({ prefix = prefix, port = port, url = "http://127.0.0.1:" .. port }, Server)
   if not os.execute(cmd) then
     local log = self:error_log() .. self:read("start.log")
