@@ -103,18 +103,25 @@ fuzz:
 
 # libFuzzer + ASan + UBSan on the HTTP/1.1 framing parser (src/http.c): the
 # same events whole, split at random points and byte by byte; no crash;
-# bounded buffers. Seeded with the fixtures of spec/fixtures/http (findings
-# are added there). `make fuzz` runs it too.
+# bounded buffers. And on core.http_response (framing + body + decoder): the
+# same records and end whole or in pieces, never stuck. Seeded with the
+# fixtures of spec/fixtures/http (findings are added there). FUZZ_SECONDS
+# each; `make fuzz` runs them too.
 fuzz: fuzz-http
 .PHONY: fuzz-http
 fuzz-http:
-	@mkdir -p build/fuzz/http-corpus
-	@for f in spec/fixtures/http/*.http; do \
-	  [ -f "$$f" ] && { printf '\002\001\002\003\004'; cat "$$f"; } > build/fuzz/http-corpus/$$(basename $$f); done; true
+	@mkdir -p build/fuzz/http-corpus build/fuzz/http-response-corpus
+	@for f in spec/fixtures/http/*.http; do [ -f "$$f" ] || continue; \
+	  { printf '\002\001\002\003\004'; cat "$$f"; } > build/fuzz/http-corpus/$$(basename $$f); \
+	  { printf '\000\006'; cat "$$f"; } > build/fuzz/http-response-corpus/$$(basename $$f); done
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
 	  src/*.c fuzz/http_fuzz.c -llua5.4 -lcurl -lz -lm -o build/fuzz/http_fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
+	  src/*.c fuzz/http_response_fuzz.c -llua5.4 -lcurl -lz -lm -o build/fuzz/http_response_fuzz
 	build/fuzz/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=1024 \
 	  -artifact_prefix=build/fuzz/http- build/fuzz/http-corpus
+	build/fuzz/http_response_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=1024 \
+	  -timeout=10 -artifact_prefix=build/fuzz/http-response- build/fuzz/http-response-corpus
 
 # Inside nginx (docs/nginx.md): the dashboard example's screenshot (headless
 # Chromium; installs Debian's chromium when missing) and the benchmark of the

@@ -147,12 +147,15 @@ describe("core.http_response", function()
         res.status, res.state = status, r:state()
         if status and exp.records then
           local n = 0
-          while true do
-            local rec, kind = r:next()
-            if rec == nil then res.kind = kind break end
-            assert.is_not_false(rec)
-            n = n + 1
-          end
+          local ok, err = pcall(function()
+            while true do
+              local rec, kind = r:next()
+              if rec == nil then res.kind = kind break end
+              assert.is_not_false(rec)
+              n = n + 1
+            end
+          end)
+          if not ok then res.raised = type(err) == "table" and err.kind or tostring(err) end
           res.records = n
         elseif status then
           local text, kind, m = r:text(true)
@@ -171,7 +174,10 @@ describe("core.http_response", function()
         assert.are.equal(exp.status, res.status)
         if exp.body then assert.are.equal(exp.body, res.text) end
         if exp.records then assert.are.equal(exp.records, res.records) end
-        assert.are.equal(exp.keep_alive and not exp.extra, res.complete)
+        assert.are.equal(exp.raised, res.raised)
+        local reusable = exp.reusable
+        if reusable == nil then reusable = exp.keep_alive and not exp.extra end
+        assert.are.equal(reusable, res.complete)
       else
         assert.is_false(res.complete)
         local headed = false

@@ -212,7 +212,8 @@ static int response_head(lua_State *L) {
 
 /* r:next([skip]) -> record | true (skipped) | nil (no more) | core.EMPTY
 **                 | false (give me bytes) | nil, kind, message, permanent
-** Records already decoded come out before a framing failure is reported. */
+** Records already decoded come out before a framing or body failure is
+** reported, however the bytes were split (fuzz/http_response_fuzz.c). */
 static int response_next(lua_State *L) {
   cv_response *r = check_response(L);
   int skip = lua_toboolean(L, 2);
@@ -227,8 +228,7 @@ static int response_next(lua_State *L) {
     int d, moved = step(r, PUMP_LIMIT), bs;
     settle(r);
     bs = r->body.state;
-    if (bs != CV_BODY_OK && bs != CV_BODY_DECODER) return push_body_failure(L, r);
-    if (r->eof_sent && r->body.decoded == 0) { cv_push_empty(L); return 1; }
+    if (bs == CV_BODY_OK && r->eof_sent && r->body.decoded == 0) { cv_push_empty(L); return 1; }
     d = skip ? cv_decoder_skip(L, r->dec) : cv_decoder_next(L, r->dec);
     if (d == CV_DEC_RECORD) {
       cv_body_starve(&r->body, 0);
@@ -237,6 +237,8 @@ static int response_next(lua_State *L) {
     }
     if (d == CV_DEC_DONE) { lua_pushnil(L); return 1; }
     cv_body_starve(&r->body, 1);                      /* it needs more bytes */
+    if (bs != CV_BODY_OK && bs != CV_BODY_DECODER)    /* records first, then why no more */
+      return push_body_failure(L, r);
     if (moved || cv_body_pump(&r->body, PUMP_LIMIT) > 0) continue;
     if (http_done(r) && !r->eof_sent) continue;
     if (r->http.error != NULL) return push_http_failure(L, r);
