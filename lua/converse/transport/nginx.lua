@@ -301,6 +301,7 @@ function Transfer:_more(cap)
       if self:_stale() then self:_exchange() end
       return true
     end
+    if st == true then breathe() end           -- a fast server never makes us wait
     return st
   end
   self.stalls = self.stalls + 1             -- bounded work is pending in the C core
@@ -442,6 +443,7 @@ end
 --- Let every transfer progress for that long; false when nginx is shutting
 -- the worker down (a long Retry-After must not hold a reload).
 function Transport:wait(seconds)      -- luacheck: ignore 212 (self)
+  transport.check_phase()                            -- a wait needs ngx.sleep
   if not (seconds > 0) then return true end          -- luacheck: ignore 581 (NaN too)
   local deadline = now() + min(seconds, MAX_WAIT)
   while true do
