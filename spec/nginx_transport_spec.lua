@@ -21,18 +21,32 @@ local nginx_half = nginx.wanted()
 
 describe("the transports behave the same", function()
   if not (curl_half or nginx_half) then return end
-  local mock, other, sink, blackhole, filler, config
+  local mock, other, hostile, sink, blackhole, filler, config
 
   setup(function()
     mock = helper.start_mock { calls = 60000, reps = 12, contacts = 95 }
     other = helper.start_mock {}
+    hostile = helper.hostile [[
+      return function(req, n)
+        if req.path == "/informational" then
+          return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nX-Early: 1\r\n\r\n"
+            .. response(200, "[1,2,3]", { ["Content-Type"] = "application/json" }), "keep"
+        elseif req.path == "/trailers" then
+          local recs = json_array(500, function(i) return tostring(i) end)
+          return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+            .. "Trailer: X-Status\r\n\r\n" .. chunk(recs:sub(1, 100)) .. chunk(recs:sub(101))
+            .. "0\r\nHTTP/1.1 500: flipped\r\nX-Status: 500\r\n\r\n", "keep"
+        elseif req.path == "/closing" then        -- keep-alive framing, then the server closes
+          return response(200, "[" .. n .. "]", { ["Content-Type"] = "application/json" })
+        end
+      end]]
     sink = assert(socket.bind("127.0.0.1", 0, 16))        -- accepts (in the kernel), never reads
     blackhole = assert(socket.bind("127.0.0.1", 0, 0))    -- its accept queue is full: connects hang
     filler = socket.tcp()
     filler:settimeout(1)
     assert(filler:connect(blackhole:getsockname()))
     config = {
-      mock = mock.url, other = other.url,
+      mock = mock.url, other = other.url, hostile_url = hostile.url,
       sink_url = "http://127.0.0.1:" .. select(2, sink:getsockname()),
       blackhole_url = "http://127.0.0.1:" .. select(2, blackhole:getsockname()),
     }
@@ -41,6 +55,7 @@ describe("the transports behave the same", function()
   teardown(function()
     mock:stop()
     other:stop()
+    hostile:stop()
     filler:close()
     sink:close()
     blackhole:close()
@@ -54,7 +69,7 @@ describe("the transports behave the same", function()
         transport = "curl",
         mock = cases.mock(mock.url, http, socket.sleep),
         other = cases.mock(other.url, http, socket.sleep),
-        sink_url = config.sink_url, blackhole_url = config.blackhole_url,
+        sink_url = config.sink_url, blackhole_url = config.blackhole_url, hostile_url = config.hostile_url,
         sleep = socket.sleep, rss_kb = cases.rss_kb,
         sanitized = os.getenv("CONVERSE_VALGRIND") ~= nil
           or (os.getenv("CONVERSE_BUILD") or ""):find("asan", 1, true) ~= nil,

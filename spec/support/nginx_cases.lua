@@ -7,6 +7,7 @@
 --   ctx.mock, ctx.other  { url, control(t), log(), reset(), fresh() } (two mocks)
 --   ctx.sink_url         accepts connections and never reads (send timeouts)
 --   ctx.blackhole_url    a full accept queue: connects hang (connect timeouts)
+--   ctx.hostile_url      spec/support/hostile_server.lua: 1xx heads, trailers, closes
 --   ctx.sleep(s), ctx.rss_kb() (this process's resident set)
 --   ctx.sanitized        under ASan or valgrind (resident sets mean nothing there)
 -- @module nginx_cases
@@ -128,7 +129,32 @@ case("sends JSON bodies with POST and PUT, and DELETE", function(ctx)
   assert.are.equal("Ada", json.decode(posted[1].body).name)
 end)
 
+case("skips 1xx heads and never lets trailers change the status", function(ctx)
+  local api = converse.client { base_url = ctx.hostile_url, transport = ctx.transport, retries = 0 }
+  local body, res = api:get("/informational")
+  assert.are.same({ 1, 2, 3 }, body)
+  assert.are.equal(200, res.status)
+  assert.is_nil(res.headers["x-early"])
+  local n = 0
+  for _ in api:paginate("/trailers", { style = "none" }) do n = n + 1 end
+  assert.are.equal(500, n)
+  body, res = api:get("/trailers")
+  assert.are.equal(200, res.status)
+  assert.are.equal(500, #body)
+end)
+
 -- ---- connections ------------------------------------------------------------------
+
+case("goes on after the server closed a kept-alive connection", function(ctx)
+  local events = {}
+  local api = converse.client { base_url = ctx.hostile_url, transport = ctx.transport, retries = 0,
+                                on_event = function(ev) events[#events + 1] = ev.type end }
+  for i = 1, 3 do
+    local body = api:get("/closing")
+    assert.are.equal("number", type(body[1]), "request " .. i)
+  end
+  for _, t in ipairs(events) do assert.are_not.equal("retry", t) end
+end)
 
 case("reuses one connection for consecutive requests", function(ctx)
   local api = client(ctx)

@@ -54,6 +54,7 @@ function M.context()
     other = cases.mock(config.other, M.http, sleep),
     sink_url = config.sink_url,
     blackhole_url = config.blackhole_url,
+    hostile_url = config.hostile_url,
     sleep = sleep,
     rss_kb = cases.rss_kb,
   }
