@@ -241,8 +241,10 @@ static void connection(cv_http *h, const char *v, size_t n) {
 
 /* Read the framing fields of a complete final head. */
 static int interpret(cv_http *h) {
-  const char *p = h->fields.p, *end = h->fields.p + h->fields.len;
+  const char *p = h->fields.p, *end;
   int encodings = 0;
+  if (p == NULL) return CV_HTTP_NEED_DATA;            /* no fields at all */
+  end = p + h->fields.len;
   while (p < end) {
     const char *nl = (const char *)memchr(p, '\n', (size_t)(end - p));
     const char *colon = (const char *)memchr(p, ':', (size_t)(nl - p));

@@ -72,9 +72,10 @@ static int step(cv_response *r, size_t limit) {
   for (;;) {
     cv_http_event ev;
     size_t avail = r->in.len - r->pos, used;
+    const char *p = r->in.p != NULL ? r->in.p + r->pos : "";
     if (cv_http_finished(&r->http)) break;
     if (r->head_done && !cv_body_accepts(&r->body)) break;
-    used = cv_http_parse(&r->http, r->in.p + r->pos, avail < STEP ? avail : STEP, &ev);
+    used = cv_http_parse(&r->http, p, avail < STEP ? avail : STEP, &ev);
     r->pos += used;
     if (used > 0) moved = 1;
     if (ev.type == CV_HTTP_NEED_DATA) {
