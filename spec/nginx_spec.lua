@@ -52,6 +52,7 @@ describe(wanted and "converse inside nginx" or "converse inside nginx (runs in t
         app_location("/curl", "curl()"),
         app_location("/vendors", "vendors_handler()"),
         app_location("/rate", "rate()"),
+        app_location("/pause", "pause()"),
         app_location("/abandon", "abandon()"),
         app_location("/safe", "safe()"),
         app_location("/tls_trusted", "tls()", "lua_ssl_trusted_certificate " .. tls.cert .. ";"),
@@ -131,6 +132,14 @@ describe(wanted and "converse inside nginx" or "converse inside nginx (runs in t
       assert.are.equal(16, count)
       assert.are.equal(2, workers)
       assert.is_true(closest >= 0.49, ("5 requests within %.3f s"):format(closest))
+    end)
+
+    it("shares a 429 pause between clients of one key, not across keys", function()
+      local res = srv:json("/pause")
+      assert.is_true(res.paused)
+      assert.is_true(res.wait > 1.5 and res.wait <= 2, res.wait)
+      assert.are.equal(0, res.other)
+      assert.matches("SharedLimiter", res.name)
     end)
 
     it("is per worker without `shared` (so two workers start twice the limit)", function()

@@ -139,6 +139,20 @@ function M.rate_worker()
   assert(ngx.timer.at(0, loop))
 end
 
+--- /pause: a 429 pause recorded by one client's shared limiter holds for
+-- another client with the same key (and not for another key).
+function M.pause()
+  local function limiter(key)
+    return converse.client { base_url = config().mock, auth = { header = "X-API-Key", value = key },
+                             rate_limit = { per_second = 100, shared = "rate" } }.limiter
+  end
+  local a, b, other = limiter("key-1"), limiter("key-1"), limiter("key-2")
+  a:pause("/paused", 2, core.now())
+  local wait, paused = b:take("/paused", core.now())
+  local owait = other:take("/paused", core.now())
+  reply { wait = wait, paused = paused, other = owait, name = tostring(a) }
+end
+
 --- /rate?mode=shared|local: start every worker's requests, wait for them.
 function M.rate()
   local dict = ngx.shared.results

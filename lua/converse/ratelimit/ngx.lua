@@ -22,7 +22,7 @@
 local core   = require "converse.core"
 local errors = require "converse.errors"
 
-local setmetatable, type, rawget, tostring = setmetatable, type, rawget, tostring
+local setmetatable, type, rawget, tostring, pcall = setmetatable, type, rawget, tostring, pcall
 local now, fingerprint = core.now, core.fingerprint
 
 local M = {}
@@ -36,12 +36,13 @@ Shared.__index = Shared
 
 function Shared:_lock(key)
   local dict, lock = self.dict, "l:" .. key
-  local ngx = rawget(_G, "ngx")
+  local sleep = rawget(_G, "ngx").sleep
   for _ = 1, M.NAPS do
     for _ = 1, M.SPIN do
       if dict:add(lock, true, M.LOCK_TTL) then return true end
     end
-    ngx.sleep(0.001)                          -- held by another worker for long: let it run
+    -- held by another worker for long: let it run (where this phase may sleep)
+    if not pcall(sleep, 0.001) then return false end
   end
   return false
 end
