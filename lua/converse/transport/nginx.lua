@@ -24,7 +24,7 @@
 -- host, port, SNI name and verification) only when the parser read the
 -- response completely and it may carry another request; else it is
 -- closed. A pooled connection the server closed meanwhile is replaced
--- once, before anything of the response arrived, like libcurl does.
+-- (twice at most) before anything of the response arrived, as libcurl does.
 -- Certificates are verified unless `insecure`, against nginx's
 -- `lua_ssl_trusted_certificate` (there is no per-client `ca_file` here).
 -- Host names need nginx's `resolver`. See docs/nginx.md.
@@ -350,12 +350,13 @@ end
 -- max_error_body bytes of an error body (given ERROR_BODY_SECS at most).
 function Transfer:body()
   local r = check(self)
-  local status = self:headers()
-  if not status then return nil, self.kind or "network", self.msg, self.permanent end
+  local status, kind, msg, permanent = self:headers()
+  if not status then return nil, kind, msg, permanent end
   local until_ = (status < 200 or status >= 300) and self.head_time + M.ERROR_BODY_SECS or nil
   while true do
     local late = until_ and now() >= until_
-    local text, kind, msg, permanent = r:text(late)
+    local text
+    text, kind, msg, permanent = r:text(late)
     if text ~= false then return text, kind, msg, permanent end
     if self.failed then return nil, self.kind, self.msg, self.permanent end
     if self:_more(until_ and until_ - now()) == "cap" then return r:text(true) end
