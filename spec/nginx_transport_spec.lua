@@ -27,7 +27,7 @@ describe("the transports behave the same", function()
     mock = helper.start_mock { calls = 60000, reps = 12, contacts = 95 }
     other = helper.start_mock {}
     hostile = helper.hostile [[
-      return function(req, n)
+      return function(req, n, c)
         if req.path == "/informational" then
           return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nX-Early: 1\r\n\r\n"
             .. response(200, "[1,2,3]", { ["Content-Type"] = "application/json" }), "keep"
@@ -38,6 +38,15 @@ describe("the transports behave the same", function()
             .. "0\r\nHTTP/1.1 500: flipped\r\nX-Status: 500\r\n\r\n", "keep"
         elseif req.path == "/closing" then        -- keep-alive framing, then the server closes
           return response(200, "[" .. n .. "]", { ["Content-Type"] = "application/json" })
+        elseif req.path == "/longhead" then
+          c:send("HTTP/1.1 200 OK\r\nX-Long: ")
+          for _ = 1, 200 do if not c:send(string.rep("a", 65536)) then break end end
+        elseif req.path == "/zstd" then
+          return response(200, "(zstd bytes)", { ["Content-Encoding"] = "zstd" })
+        elseif req.path == "/endless-error" then
+          c:send("HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\n\r\nthe server is on fire ")
+          local block = string.rep("fire ", 13000)
+          for _ = 1, 2000 do if not c:send(block) then break end end
         end
       end]]
     sink = assert(socket.bind("127.0.0.1", 0, 16))        -- accepts (in the kernel), never reads

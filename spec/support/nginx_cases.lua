@@ -143,6 +143,27 @@ case("skips 1xx heads and never lets trailers change the status", function(ctx)
   assert.are.equal(500, #body)
 end)
 
+case("refuses an endless head, an encoding it did not ask for, and stops an endless error body",
+  function(ctx)
+  local api = converse.client { base_url = ctx.hostile_url, transport = ctx.transport, retries = 3,
+                                backoff = { base = 0.01, cap = 0.01 } }
+  local err = raises(function() api:get("/longhead") end)
+  assert.are.equal("network", err.kind)
+  assert.matches("head", err.message)
+  assert.are.equal(1, err.attempts)
+  err = raises(function() api:get("/zstd") end)
+  assert.are.equal("network", err.kind)
+  assert.matches("Content%-Encoding", err.message)
+  assert.are.equal(1, err.attempts)
+  local t0 = core.now()
+  err = raises(function() converse.client { base_url = ctx.hostile_url, transport = ctx.transport,
+                                            retries = 0 }:get("/endless-error") end)
+  assert.are.equal("http", err.kind)
+  assert.are.equal(500, err.status)
+  assert.matches("^the server is on fire", err.message)
+  assert.is_true(core.now() - t0 < 5)
+end)
+
 -- ---- connections ------------------------------------------------------------------
 
 case("goes on after the server closed a kept-alive connection", function(ctx)
