@@ -10,6 +10,8 @@
 #   make bench-sync      converse sync into SQLite vs a hand-written script (bench/sync.lua)
 #   make fuzz            libFuzzer on the JSON codec (clang), FUZZ_SECONDS per harness
 #   make lint            cppcheck and clang-tidy on src/ (checks in .clang-tidy)
+#   make bench-nginx     the cosocket transport inside nginx vs the naive resty way
+#   make nginx-screenshot  screenshot of the nginx dashboard example (build/nginx-dashboard.png)
 # LuaRocks passes CFLAGS, LIBFLAG, LUA_INCDIR, INST_LIBDIR, INST_LUADIR.
 
 LUA        ?= lua5.4
@@ -122,6 +124,42 @@ fuzz:
 	  $(FUZZ_OUT)/bin/$$h -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=20 \
 	    -artifact_prefix=$(FUZZ_OUT)/$$h/ $(FUZZ_OUT)/$$h/corpus || rc=1; \
 	done; exit $$rc
+
+# libFuzzer + ASan + UBSan on the HTTP/1.1 framing parser (src/http.c): the
+# same events whole, split at random points and byte by byte; no crash;
+# bounded buffers. And on core.http_response (framing + body + decoder): the
+# same records and end whole or in pieces, never stuck. Seeded with the
+# fixtures of spec/fixtures/http (findings are added there). FUZZ_SECONDS
+# each; `make fuzz` runs them too.
+fuzz: fuzz-http
+.PHONY: fuzz-http
+fuzz-http:
+	@mkdir -p build/fuzz/http-corpus build/fuzz/http-response-corpus
+	@for f in spec/fixtures/http/*.http; do [ -f "$$f" ] || continue; \
+	  { printf '\002\001\002\003\004'; cat "$$f"; } > build/fuzz/http-corpus/$$(basename $$f); \
+	  { printf '\000\006'; cat "$$f"; } > build/fuzz/http-response-corpus/$$(basename $$f); done
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
+	  src/*.c fuzz/http_fuzz.c -llua5.4 -lcurl -lz -lm -o build/fuzz/http_fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I/usr/include/lua5.4 -Isrc \
+	  src/*.c fuzz/http_response_fuzz.c -llua5.4 -lcurl -lz -lm -o build/fuzz/http_response_fuzz
+	build/fuzz/http_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=1024 \
+	  -artifact_prefix=build/fuzz/http- build/fuzz/http-corpus
+	build/fuzz/http_response_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=1024 \
+	  -timeout=10 -artifact_prefix=build/fuzz/http-response- build/fuzz/http-response-corpus
+
+# Inside nginx (docs/nginx.md): the dashboard example's screenshot (headless
+# Chromium; installs Debian's chromium when missing) and the benchmark of the
+# cosocket transport against the naive resty way (figures in the README).
+.PHONY: nginx-screenshot bench-nginx
+nginx-screenshot: deps
+	@$(MAKE) --no-print-directory LUA=luajit
+	@command -v chromium >/dev/null 2>&1 || { s=""; [ "$$(id -u)" -ne 0 ] && s=sudo; \
+	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	SCREENSHOT=$(CURDIR)/build/nginx-dashboard.png examples/nginx/run.sh screenshot
+
+bench-nginx: deps
+	@$(MAKE) --no-print-directory LUA=luajit
+	CONVERSE_LUA=luajit CONVERSE_BUILD=build/luajit luajit bench/nginx.lua
 
 # Static analysis; all must be clean. cppcheck: warnings, style,
 # performance and portability. clang-tidy: the checks in .clang-tidy (the

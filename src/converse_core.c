@@ -57,6 +57,7 @@ int luaopen_converse_core(lua_State *L) {
   lua_setfield(L, -2, "decoder");
   cv_transport_open(L);
   lua_setfield(L, -2, "transport");
+  cv_http_open(L);                         /* core.http_response, core.http_parse */
   cv_paging_open(L);
   lua_setfield(L, -2, "paging");
   cv_policy_open(L);

@@ -134,6 +134,47 @@ int    cv_body_drained(const cv_body *b);           /* nothing compressed is hel
 int    cv_body_finish(cv_body *b, size_t limit);
 const char *cv_body_error(int state);               /* message for a failed state */
 
+/* ---- http.c (HTTP/1.1 response framing; sans I/O) ------------------------ */
+#define CV_HTTP_HEAD_CAP  ((size_t)256 << 10)   /* head lines (1xx heads too) + trailers */
+enum {
+  CV_HTTP_NEED_DATA,            /* every byte given was used: give more, or cv_http_eof */
+  CV_HTTP_INFO,                 /* a 1xx head was read and skipped */
+  CV_HTTP_HEAD,                 /* the final head was read */
+  CV_HTTP_BODY,                 /* body bytes at ev.p[0, ev.n), inside the caller's input */
+  CV_HTTP_DONE,                 /* the response ended */
+  CV_HTTP_ERROR                 /* not a valid response: h->error */
+};
+typedef struct cv_http_event {
+  int         type;
+  const char *p;
+  size_t      n;
+} cv_http_event;
+typedef struct cv_http {
+  int         state, head_request;
+  int         status, minor;    /* of the last status line: 200, HTTP/1.<minor> */
+  int         keep_alive;       /* the connection may carry another request afterwards */
+  int         chunked, has_length, conn_close, keep_alive_token;
+  int         encoding;         /* CV_ENC_* of Content-Encoding */
+  uint64_t    length, left;     /* Content-Length; body or chunk bytes still to come */
+  uint64_t    received;         /* bytes taken so far */
+  size_t      head_bytes;       /* head lines and trailers so far (<= CV_HTTP_HEAD_CAP) */
+  cv_buf      line;             /* a line cut by the end of the input */
+  cv_buf      fields;           /* the head's fields: "name: value\n", names in lower case */
+  const char *error;            /* why the response is invalid (static text) */
+  int         permanent;        /* trying again cannot help */
+} cv_http;
+void   cv_http_init(cv_http *h, int head_request);
+void   cv_http_free(cv_http *h);
+/* Use bytes of p[0, n) and answer one event (returns the bytes used). */
+size_t cv_http_parse(cv_http *h, const char *p, size_t n, cv_http_event *ev);
+/* The peer closed the connection: CV_HTTP_DONE or CV_HTTP_ERROR. */
+int    cv_http_eof(cv_http *h);
+int    cv_http_finished(const cv_http *h);          /* DONE or ERROR */
+int    cv_http_in_body(const cv_http *h);           /* after the final head, before DONE */
+
+/* ---- http_response.c (framing + cv_body + decoder, for Lua) ------------- */
+void cv_http_open(lua_State *L);   /* sets core.http_response, core.http_parse into the table on top */
+
 /* ---- transport.c ------------------------------------------------------- */
 void cv_transport_open(lua_State *L);  /* registers the metatables; pushes core.transport */
 
