@@ -616,7 +616,9 @@ function helper.start_postgres()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. shell_quote(dir .. "/sock")))
   local self = setmetatable({ bin = bin, dir = dir }, Postgres)
-  local uid = io.popen("id -u"):read("*l")
+  local idp = io.popen("id -u")
+  local uid = idp:read("*l")
+  idp:close()
   if uid == "0" then
     self.user = "postgres"
     os.execute(("chown -R postgres %s && chmod 700 %s"):format(shell_quote(dir), shell_quote(dir)))
@@ -639,17 +641,45 @@ function helper.start_postgres()
   local parent = my_pid()
   if parent then                       -- the watchdog: nothing outlives this process
     os.execute(("( while kill -0 %d 2>/dev/null && [ -d %s ]; do sleep 1; done; "
-      .. "[ -f %s/data/postmaster.pid ] && kill -QUIT $(head -n 1 %s/data/postmaster.pid) 2>/dev/null; "
-      .. "sleep 1; rm -rf %s ) >/dev/null 2>&1 &"):format(parent, shell_quote(dir), shell_quote(dir),
+      .. "[ -f %s/data/postmaster.pid ] && kill -INT $(head -n 1 %s/data/postmaster.pid) 2>/dev/null; "
+      .. "sleep 2; rm -rf %s ) >/dev/null 2>&1 &"):format(parent, shell_quote(dir), shell_quote(dir),
       shell_quote(dir), shell_quote(dir)))
   end
   return self
 end
 
---- Run SQL with psql; its output (-At: unaligned, tuples only).
-function Postgres:psql(sql)
-  local f = io.popen(("psql -h 127.0.0.1 -p %d -U postgres -d postgres -At -v ON_ERROR_STOP=1 -c %s 2>&1")
-    :format(self.port, shell_quote(sql)))
+local shared_pg
+
+--- The suite's PostgreSQL cluster: started at the first call, shared by
+-- every spec file of this busted run (an initdb costs seconds), stopped
+-- when the process ends (finalizer, and the watchdog). Give each spec its
+-- own database with `:database(name)`.
+-- @return server (see start_postgres), or nil and a reason
+function helper.postgres()
+  if shared_pg and shared_pg.dir then return shared_pg end
+  local server, why = helper.start_postgres()
+  if not server then return nil, why end
+  shared_pg = server
+  local sentinel = setmetatable({}, { __gc = function() server:stop() end })
+  helper._pg_sentinel = sentinel
+  return server
+end
+
+--- A fresh, empty database on this server (dropped first if it exists).
+-- @treturn string its conninfo
+function Postgres:database(name)
+  self:psql(("DROP DATABASE IF EXISTS %s WITH (FORCE)"):format(name), "postgres")
+  local out = self:psql(("CREATE DATABASE %s"):format(name), "postgres")
+  assert(out == "", out)
+  self.db = name
+  return ("host=127.0.0.1 port=%d user=postgres dbname=%s"):format(self.port, name)
+end
+
+--- Run SQL with psql in `db` (default: the last `database()`, else postgres);
+-- its output (-At: unaligned, tuples only).
+function Postgres:psql(sql, db)
+  local f = io.popen(("psql -h 127.0.0.1 -p %d -U postgres -d %s -qAt -v ON_ERROR_STOP=1 -c %s 2>&1")
+    :format(self.port, db or self.db or "postgres", shell_quote(sql)))
   local out = f:read("*a")
   f:close()
   return (out:gsub("\n$", ""))
@@ -662,8 +692,13 @@ function Postgres:kill(mode)
   if not self.pid then return end
   local sig = ({ fast = "INT", immediate = "QUIT", smart = "TERM" })[mode or "fast"]
   os.execute(("kill -%s %d 2>/dev/null"):format(sig, self.pid))
-  for _ = 1, 500 do
-    if not io.open("/proc/" .. self.pid .. "/stat") then break end
+  for _ = 1, 1500 do
+    -- gone, or a zombie (our container's init may reap orphans late): its
+    -- sockets and files are closed either way
+    local f = io.open("/proc/" .. self.pid .. "/stat")
+    local st = f and f:read("*l")
+    if f then f:close() end
+    if not st or st:match("^%d+ %b() (%a)") == "Z" then break end
     socket.sleep(0.02)
   end
   self.pid = nil

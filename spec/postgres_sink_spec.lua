@@ -11,11 +11,11 @@ local pg       = require "converse.sync.queue.pg"
 local have_driver = pcall(require, "luasql.postgres")
 
 describe("converse.sync.postgres", function()
-  local server, why
+  local server, why, conninfo
   setup(function()
-    if have_driver then server, why = helper.start_postgres() end
+    if have_driver then server, why = helper.postgres() end
+    if server then conninfo = server:database("sink_spec") end
   end)
-  teardown(function() if server then server:stop() end end)
 
   local function need()
     assert(have_driver, "lua-sql-postgres is not installed (scripts/deps.sh installs it)")
@@ -36,7 +36,7 @@ describe("converse.sync.postgres", function()
     it("is created from the records: id first, then documented fields, then the rest sorted", function()
       need()
       local tbl = fresh_table()
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       sink:open { key = "id", columns = { "id", "name", "when" } }
       sink:write(page { '{"zeta":1,"id":"a","name":"x","nested":{"k":[1,2]},"flag":true,"when":null}' })
       sink:close()
@@ -51,7 +51,7 @@ describe("converse.sync.postgres", function()
     it("keeps numbers exact: integers beyond int64, 1e400, decimals", function()
       need()
       local tbl = fresh_table()
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       sink:open { key = "id" }
       sink:write(page { '{"id":9007199254740993,"big":123456789012345678901234567890,"huge":1e400,"d":0.1}' })
       sink:close()
@@ -62,7 +62,7 @@ describe("converse.sync.postgres", function()
     it("upserts by id: a record read again replaces its row, absent fields NULL", function()
       need()
       local tbl = fresh_table()
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       sink:open { key = "id" }
       sink:write(page { '{"id":"a","v":1,"w":"old"}', '{"id":"b","v":2,"w":"keep"}' })
       sink:write(page { '{"id":"a","v":10}' })
@@ -73,7 +73,7 @@ describe("converse.sync.postgres", function()
     it("takes the last of a record given twice in one page", function()
       need()
       local tbl = fresh_table()
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       sink:open { key = "id" }
       sink:write(page { '{"id":"a","v":1}', '{"id":"b","v":2}', '{"id":"a","v":3}' })
       sink:close()
@@ -83,7 +83,7 @@ describe("converse.sync.postgres", function()
     it("adds a column for a new field and widens a column to jsonb for a value that does not fit", function()
       need()
       local tbl = fresh_table()
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       sink:open { key = "id" }
       sink:write(page { '{"id":"a","v":1}' })
       sink:write(page { '{"id":"b","v":"two","extra":[1]}' })
@@ -96,7 +96,7 @@ describe("converse.sync.postgres", function()
     it("works from decoded tables too (no raw texts)", function()
       need()
       local tbl = fresh_table()
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       sink:open { key = "id" }
       sink:write({ records = { { id = 7, tags = converse.array {}, o = { b = 1, a = 2 }, s = "é'\"" } }, n = 1 })
       sink:close()
@@ -106,7 +106,7 @@ describe("converse.sync.postgres", function()
     it("refuses a record without the id field, and a NUL byte, without writing anything", function()
       need()
       local tbl = fresh_table()
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       sink:open { key = "id" }
       sink:write(page { '{"id":"a"}' })
       local err = helper.raises(function() sink:write(page { '{"id":"b"}', '{"name":"no id"}' }) end)
@@ -132,7 +132,7 @@ describe("converse.sync.postgres", function()
       need()
       local tbl = fresh_table()
       local job = { source = sync.stream(agentx(), "conversations", { per_page = 4 }),
-                    sink = sync.postgres(server.conninfo, { table = tbl }),
+                    sink = sync.postgres(conninfo, { table = tbl }),
                     since = "2025-01-01", ["until"] = "2025-01-11", lookback = "1d" }
       local s = sync.run(job)
       assert.are.equal("complete", s.status)
@@ -143,7 +143,7 @@ describe("converse.sync.postgres", function()
       assert.are.equal(sync.time.parse("2025-01-11"), tonumber(st.bookmark))
       assert.is_nil(st.run)
       job.source = sync.stream(agentx(), "conversations", { per_page = 4 })
-      job.sink = sync.postgres(server.conninfo, { table = tbl })
+      job.sink = sync.postgres(conninfo, { table = tbl })
       s = sync.run(job)
       assert.are.equal(6, s.records)                         -- the lookback day again
       assert.are.equal("60", server:psql("SELECT count(*) FROM " .. tbl))
@@ -154,7 +154,7 @@ describe("converse.sync.postgres", function()
       need()
       local tbl = fresh_table()
       local calls = 0
-      local sink = sync.postgres(server.conninfo, { table = tbl })
+      local sink = sync.postgres(conninfo, { table = tbl })
       local write = sink.write
       sink.write = function(self, batch, st)
         if batch and batch.n > 0 then
@@ -171,7 +171,7 @@ describe("converse.sync.postgres", function()
       local st = converse.json.decode(server:psql("SELECT state FROM _converse_state WHERE job = 'm'"))
       assert.are.equal(20, tonumber(st.run.records))
       opts.source = sync.stream(agentx(), "messages", { per_page = 10 })
-      opts.sink = sync.postgres(server.conninfo, { table = tbl })
+      opts.sink = sync.postgres(conninfo, { table = tbl })
       local s = sync.run(opts)
       assert.is_true(s.resumed)
       local want = server:psql("SELECT count(*) FROM " .. tbl)
@@ -181,13 +181,13 @@ describe("converse.sync.postgres", function()
 
     it("refuses a second run of the same job on the same database (LOCKED)", function()
       need()
-      local first = sync.postgres(server.conninfo, { table = "locked" })
+      local first = sync.postgres(conninfo, { table = "locked" })
       first:open { key = "_id" }
       local store = first:store("agentx/locked")
       store.load()
       local err = helper.raises(function()
         sync.run { source = sync.stream(agentx(), "conversations"), name = "agentx/locked",
-                   sink = sync.postgres(server.conninfo .. " application_name=second", { table = "locked" }),
+                   sink = sync.postgres(conninfo .. " application_name=second", { table = "locked" }),
                    since = "2025-01-01", ["until"] = "2025-01-02" }
       end)
       assert.are.equal("LOCKED", err.code)
@@ -211,7 +211,7 @@ describe("converse.sync.postgres", function()
 
     it("reconnects after a server restart between transactions", function()
       need()
-      local c = pg.connect(server.conninfo)
+      local c = pg.connect(conninfo)
       assert.are.equal("1", c:row("SELECT 1 AS one").one)
       server:restart("fast")
       local err = helper.raises(function() c:exec("SELECT 1") end)
@@ -222,7 +222,7 @@ describe("converse.sync.postgres", function()
 
     it("never replaces a connection lost inside a transaction", function()
       need()
-      local c = pg.connect(server.conninfo)
+      local c = pg.connect(conninfo)
       local err = helper.raises(function()
         c:tx(function()
           c:exec("SELECT 1")
