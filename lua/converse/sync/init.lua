@@ -30,8 +30,16 @@ local M = {
 }
 
 --- Create a job and run it once. See `converse.sync.job` for the options.
+-- With `queue = "postgres:CONNINFO"` the job is shared by every process
+-- that runs it, on any machine: see `converse.sync.queue.worker` and
+-- docs/scaling.md (`lease`, `fail_after`, `identity` ...).
 -- @treturn table the summary (status "complete"); raises otherwise
-function M.run(opts) return job.new(opts):run() end
+function M.run(opts)
+  if type(opts) == "table" and opts.queue ~= nil then
+    return require("converse.sync.queue.worker").run(opts)
+  end
+  return job.new(opts):run()
+end
 
 --- An ndjson sink (append-only, one record per line).
 function M.ndjson(path) return require("converse.sync.sinks.ndjson").new(path) end
