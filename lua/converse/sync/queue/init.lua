@@ -149,7 +149,8 @@ local JOB_WHERE = "name = %s AND fingerprint = %s"
 -- @tparam table spec `name`, `fingerprint`, `vendor`, `stream`, `key_id`,
 --   `window` (seconds), `windows = function(bookmark, now) -> list of {start, stop}, from, to`
 --   (a windowed job's partitions; nil for a stream read whole: one partition),
---   `reset_failed` (a re-run: failed partitions of the run in progress become pending again)
+--   `reset_failed` (a re-run: failed partitions of the run in progress become pending again),
+--   `grace` (seconds: a run completed less long ago is joined, not followed by a new one)
 -- @treturn table job: `id`, `run`, `run_status`, `from`, `to`, `window`, `bookmark`,
 --   `joined` (true when the run was already planned), `partitions` (planned now)
 function Queue:plan(spec)
@@ -160,9 +161,18 @@ function Queue:plan(spec)
     p:exec(("INSERT INTO converse_jobs (name, fingerprint, vendor, stream, key_id) VALUES (%s, %s, %s, %s, %s) "
       .. "ON CONFLICT (name, fingerprint) DO NOTHING"):format(lit(spec.name), lit(spec.fingerprint),
       lit(spec.vendor or ""), lit(spec.stream or ""), lit(spec.key_id or "")))
-    local row = p:row("SELECT *, extract(epoch FROM now())::float8 AS now FROM converse_jobs WHERE "
+    local row = p:row("SELECT *, extract(epoch FROM now())::float8 AS now, "
+      .. "extract(epoch FROM now() - run_finished)::float8 AS since_done FROM converse_jobs WHERE "
       .. where .. " FOR UPDATE")
     local job = job_of(row)
+    -- the run just completed (less than `grace` seconds ago): a worker that
+    -- started with the others but arrived late joins it, finds nothing to
+    -- do, and does not plan another run of the lookback
+    local since_done = tonumber(row.since_done)
+    if job.run_status == "complete" and spec.grace and since_done and since_done < spec.grace then
+      job.joined, job.partitions = true, 0
+      return job
+    end
     if job.run_status == "running" then
       if spec.reset_failed then
         job.reset = p:exec(("UPDATE converse_partitions SET status = 'pending', error = NULL, "

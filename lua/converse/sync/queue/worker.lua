@@ -302,7 +302,7 @@ function Worker:spec(reset_failed)
   return {
     name = self.name, fingerprint = self.fingerprint, vendor = self.source.vendor or "custom",
     stream = self.source.stream or self.source.name or self.name, key_id = self.key_id,
-    window = windowed and self.planner.window or nil, reset_failed = reset_failed,
+    window = windowed and self.planner.window or nil, reset_failed = reset_failed, grace = self.lease,
     windows = windowed and function(bookmark, t) return self:windows(bookmark, t) end or nil,
   }
 end
