@@ -326,6 +326,7 @@ local function parent(n, args, w, a, line)
   end
   if line then line:finish() end
   local rc = EXIT_OF[s.status]
+  if s.status == "failed" and rcs[2] then rc = common.EXIT.usage end
   if a.json then io.stdout:write(json_summary(s, w.source.vendor, a.stream, rc), "\n") end
   return queue_report(s, rc, n)
 end
