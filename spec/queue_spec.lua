@@ -78,7 +78,11 @@ describe("converse.sync.queue", function()
       local complete, bookmark = q:complete(job)
       assert.is_true(complete)
       assert.are.equal(T0 + 3 * DAY, bookmark)
-      local again = q:plan(spec(job.name, 3))
+      local late = spec(job.name, 3)                              -- a worker that started with the others
+      late.grace = 60
+      local joined = q:plan(late)
+      assert.are.same({ 1, true, 0 }, { joined.run, joined.joined, joined.partitions })
+      local again = q:plan(spec(job.name, 3))                     -- the next night's command
       assert.are.equal(2, again.run)
       assert.are.equal(T0 + 2 * DAY, again.from)               -- bookmark minus the lookback
       assert.are.equal(1, again.partitions)
