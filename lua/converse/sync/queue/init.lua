@@ -256,6 +256,7 @@ RETURNING p.id, p.seq, p.job_id, p.run, p.window_start, p.window_stop, p.attempt
   local part = part_of(row, job)
   part.resumed = row.has_state == "t"
   part.owner, part.lease = owner, lease
+  part.state_text = row.state                   -- what `load` returns first (no second query)
   return part
 end
 
@@ -269,9 +270,14 @@ end
 
 --- The partition's saved job state (nil before its first checkpoint).
 function Queue:load(part)
-  local r = self.pg:row(("SELECT state FROM converse_partitions WHERE id = %d"):format(part.id))
-  if not r or r.state == nil then return nil end
-  return state.decode(r.state, "partition " .. part.id .. " of " .. self.shown)
+  local text = part.state_text
+  if part.claimed_state_used then
+    local r = self.pg:row(("SELECT state FROM converse_partitions WHERE id = %d"):format(part.id))
+    text = r and r.state
+  end
+  part.claimed_state_used = true
+  if text == nil then return nil end
+  return state.decode(text, "partition " .. part.id .. " of " .. self.shown)
 end
 
 --- Save a partition's state: a checkpoint (renews the lease), or with
@@ -335,13 +341,14 @@ end
 --- Complete the run if every partition is done: the bookmark moves to its end.
 -- @treturn boolean complete, number|nil bookmark
 function Queue:complete(job)
-  self.pg:exec(([[
+  local r = self.pg:row(([[
 UPDATE converse_jobs AS j SET run_status = 'complete', run_finished = now(), updated_at = now(),
   bookmark = CASE WHEN j.run_to IS NULL THEN j.bookmark ELSE greatest(coalesce(j.bookmark, j.run_to), j.run_to) END
 WHERE j.id = %d AND j.run = %d AND j.run_status = 'running'
   AND NOT EXISTS (SELECT 1 FROM converse_partitions AS p WHERE p.job_id = %d AND p.run = %d
-                  AND p.status <> 'done')]]):format(job.id, job.run, job.id, job.run))
-  local r = self.pg:row(("SELECT run, run_status, bookmark FROM converse_jobs WHERE id = %d"):format(job.id))
+                  AND p.status <> 'done');
+SELECT run, run_status, bookmark FROM converse_jobs WHERE id = %d]]):format(job.id, job.run, job.id, job.run,
+    job.id))
   local complete = r ~= nil and int(r.run) == job.run and r.run_status == "complete"
   return complete, r and int(r.bookmark)
 end

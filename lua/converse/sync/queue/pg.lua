@@ -176,7 +176,7 @@ end
 function Conn:drop()
   if self.conn then pcall(self.conn.close, self.conn) end
   self.conn = nil
-  self.in_tx = false
+  self.in_tx, self.begin_pending = false, false
 end
 
 -- A statement failed: was it the statement, or the connection?
@@ -204,10 +204,14 @@ end
 -- @treturn table|number the rows of a query (column name -> text, NULL -> nil)
 --   or the number of rows a command affected
 function Conn:exec(sql)
-  if not self.conn and self.in_tx then
+  if not self.conn and self.in_tx and not self.begin_pending then
     error(pg_error("PostgreSQL connection lost inside a transaction", "PG_UNAVAILABLE", true), 0)
   end
   local conn = self:open()
+  if self.begin_pending then                      -- BEGIN travels with the first statement
+    self.begin_pending = false
+    sql = "BEGIN; " .. sql
+  end
   self.statements = self.statements + 1
   local res, err = conn:execute(sql)
   if res == nil then error(self:failed(err, sql), 0) end
@@ -228,23 +232,36 @@ function Conn:row(sql)
   return type(rows) == "table" and rows[1] or nil
 end
 
+--- Run SQL as the last statement of the transaction, with its COMMIT in
+-- the same round trip (if the SQL fails, nothing after it runs and the
+-- transaction rolls back). Outside a transaction: `exec`.
+function Conn:exec_commit(sql)
+  if not self.in_tx then return self:exec(sql) end
+  local res = self:exec(sql .. "; COMMIT")
+  self.committed = true
+  return res
+end
+
 --- Run `fn()` inside BEGIN ... COMMIT; any error rolls back and is raised again.
 -- @return what fn returns
 function Conn:tx(fn)
   if self.in_tx then return fn() end            -- nested: part of the outer transaction
-  self:exec("BEGIN")
-  self.in_tx = true
+  self.in_tx, self.begin_pending, self.committed = true, true, false   -- BEGIN goes with the first statement
   local ok, a, b = pcall(fn)
   if ok then
+    if self.begin_pending or self.committed then  -- nothing was sent, or exec_commit committed
+      self.in_tx, self.begin_pending, self.committed = false, false, false
+      return a, b
+    end
     local cok, cerr = pcall(self.exec, self, "COMMIT")
     self.in_tx = false
     if cok then return a, b end
     error(cerr, 0)
   end
-  if self.in_tx and self.conn then
+  if self.in_tx and self.conn and not self.begin_pending then
     if self.conn:execute("ROLLBACK") == nil then self:drop() end
   end
-  self.in_tx = false
+  self.in_tx, self.begin_pending = false, false
   error(a, 0)
 end
 

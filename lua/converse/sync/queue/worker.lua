@@ -431,10 +431,11 @@ function Worker:loop()
     local part = self:retrying(function() return q:claim(job, self.owner, self.lease) end)
     if part then
       self:work(part)
-      job.counts = self:retrying(function()
-        q:complete(job)
-        return q:counts(job)
-      end)
+      self:retrying(function() q:complete(job) end)
+      if now() - (self.counted or 0) >= 1 then        -- for the progress line: at most once a second
+        job.counts = self:retrying(function() return q:counts(job) end)
+        self.counted = now()
+      end
     else
       local c = self:retrying(function() return q:counts(job) end)
       job.counts = c
@@ -449,6 +450,7 @@ function Worker:loop()
   end
   local complete, bookmark = self:retrying(function() return q:complete(job) end)
   self.bookmark = bookmark
+  job.counts = self:retrying(function() return q:counts(job) end)
   if complete then
     self:emit { type = "run_complete", run = job.run, bookmark = bookmark }
     return
@@ -472,6 +474,7 @@ function Worker:summary(status, t0, err)
     resumed = (self.job and self.job.joined) or s.resumed_partitions > 0,
     bookmark = self.bookmark or (self.job and self.job.bookmark), run = self.job and self.job.run,
     queue = c, worker = self.owner, state = self.q.shown .. " (converse_partitions)",
+    pg_statements = self.q.pg and self.q.pg.statements or nil,
     elapsed_s = floor((now() - t0) * 1000 + 0.5) / 1000,
     resume = status ~= "complete" and "the queue's pending partitions, at their checkpoints" or nil,
     error = err,

@@ -14,11 +14,12 @@
 --
 -- No value is formatted in Lua: a page goes to PostgreSQL as one JSON
 -- array (the records' raw texts when the decoder gives them) and
--- `jsonb_populate_record` casts every field to its column's type:
---   INSERT INTO t (...) SELECT DISTINCT ON (id) r.* FROM
---     jsonb_array_elements(PAGE) WITH ORDINALITY e, jsonb_populate_record(NULL::t, e.value) r
---   ORDER BY id, e.ordinality DESC ON CONFLICT (id) DO UPDATE SET every column
--- (a record twice in one page: the last one wins, as in the SQLite sink).
+-- `jsonb_populate_recordset` casts every field to its column's type:
+--   INSERT INTO t (...) SELECT r.* FROM jsonb_populate_recordset(NULL::t, PAGE) r
+--   ON CONFLICT (id) DO UPDATE SET every column
+-- A page that holds one record twice goes through `jsonb_array_elements
+-- ... WITH ORDINALITY` and `DISTINCT ON (id)` instead: the last one wins,
+-- as in the SQLite sink (an upsert cannot touch one row twice).
 --
 -- Each page is one transaction: its rows and the checkpoint (a row of
 -- `_converse_state`, or the partition's row when a work queue on the same
@@ -28,6 +29,7 @@ local core   = require "converse.core"
 local errors = require "converse.errors"
 local state  = require "converse.sync.state"
 local pg     = require "converse.sync.queue.pg"
+local record = require "converse.sync.record"
 
 local type, pairs, ipairs, setmetatable, getmetatable, pcall =
   type, pairs, ipairs, setmetatable, getmetatable, pcall
@@ -94,10 +96,11 @@ function Sink:load_columns()
   self.sql_insert = nil
 end
 
--- The page as JSON texts, and the kind of every top-level field it holds.
-function Sink.texts(_, batch)
-  local texts, kinds, order = {}, {}, {}
-  local recs, raws = batch.records, batch.raws
+-- The page as JSON texts, the kind of every top-level field it holds,
+-- and whether an id comes twice.
+function Sink:texts(batch)
+  local texts, kinds, order, ids, twice = {}, {}, {}, {}, false
+  local recs, raws, key = batch.records, batch.raws, self.key
   for i = 1, batch.n do
     local rec, text = recs[i], raws and raws[i]
     if type(rec) == "string" then
@@ -109,6 +112,11 @@ function Sink.texts(_, batch)
       text = encode(rec, has_objects(rec) and SORTED or nil)
     end
     texts[i] = text
+    local id = record.key_text(rec[key])
+    if id then
+      if ids[id] then twice = true end
+      ids[id] = true
+    end
     for k, v in pairs(rec) do
       if type(k) == "string" then
         local kind = v ~= NULL and type(v) or nil
@@ -120,7 +128,7 @@ function Sink.texts(_, batch)
       end
     end
   end
-  return texts, kinds, order
+  return texts, kinds, order, twice
 end
 
 -- What the page needs that the table lacks: new columns, wider types.
@@ -190,9 +198,11 @@ function Sink:evolve(kinds, order)
   self:load_columns()
 end
 
--- The upsert of one page (cached until the columns change).
-function Sink:insert_sql()
-  if self.sql_insert then return self.sql_insert end
+-- The upsert of one page (cached until the columns change): plain, or
+-- keeping the last of records given twice.
+function Sink:insert_sql(twice)
+  local cached = self.sql_insert and self.sql_insert[twice and 2 or 1]
+  if cached then return cached end
   local names, sets, sel = {}, {}, {}
   local key = self.key
   for i, c in ipairs(self.columns) do
@@ -200,22 +210,26 @@ function Sink:insert_sql()
     sel[i] = "r." .. ident(c)
     if c ~= key then sets[#sets + 1] = ident(c) .. " = excluded." .. ident(c) end
   end
+  local into = "INSERT INTO " .. self.qtable .. " (" .. concat(names, ", ") .. ") SELECT "
+  local upsert = " ON CONFLICT (" .. ident(key) .. ") DO "
+    .. (#sets > 0 and ("UPDATE SET " .. concat(sets, ", ")) or "NOTHING")
   self.sql_insert = {
-    "INSERT INTO " .. self.qtable .. " (" .. concat(names, ", ") .. ") SELECT DISTINCT ON (r."
-      .. ident(key) .. ") " .. concat(sel, ", ") .. " FROM jsonb_array_elements(",
-    "::jsonb) WITH ORDINALITY AS e(doc, n), jsonb_populate_record(NULL::" .. self.qtable
-      .. ", e.doc) AS r ORDER BY r." .. ident(key) .. ", e.n DESC ON CONFLICT (" .. ident(key) .. ") DO "
-      .. (#sets > 0 and ("UPDATE SET " .. concat(sets, ", ")) or "NOTHING"),
+    { into .. concat(sel, ", ") .. " FROM jsonb_populate_recordset(NULL::" .. self.qtable .. ", ",
+      "::jsonb) AS r" .. upsert },
+    { into .. "DISTINCT ON (r." .. ident(key) .. ") " .. concat(sel, ", ") .. " FROM jsonb_array_elements(",
+      "::jsonb) WITH ORDINALITY AS e(doc, n), jsonb_populate_record(NULL::" .. self.qtable
+      .. ", e.doc) AS r ORDER BY r." .. ident(key) .. ", e.n DESC" .. upsert },
   }
-  return self.sql_insert
+  return self.sql_insert[twice and 2 or 1]
 end
 
 function Sink:upsert_page(batch)
-  local texts, kinds, order = self:texts(batch)
+  local texts, kinds, order, twice = self:texts(batch)
   if not self.columns then self:load_columns() end
   if self:missing(kinds, order) then self:evolve(kinds, order) end
-  local sql = self:insert_sql()
-  self.pg:exec(sql[1] .. lit("[" .. concat(texts, ",") .. "]") .. sql[2])
+  local sql = self:insert_sql(twice)
+  -- the page's statement ends the transaction: its COMMIT goes in the same round trip
+  self.pg:exec_commit(sql[1] .. lit("[" .. concat(texts, ",") .. "]") .. sql[2])
 end
 
 --- Write a page and (when given) the job's state, in one transaction.
