@@ -8,6 +8,7 @@
 #   make valgrind        spec suite under valgrind (Lua 5.4)
 #   make bench           benchmarks (bench/)
 #   make bench-sync      converse sync into SQLite vs a hand-written script (bench/sync.lua)
+#   make bench-scale     1/2/4/8 workers on the PostgreSQL queue, with and without a shared rate limit
 #   make fuzz            libFuzzer on the JSON codec (clang), FUZZ_SECONDS per harness
 #   make lint            cppcheck and clang-tidy on src/ (checks in .clang-tidy)
 #   make bench-nginx     the cosocket transport inside nginx vs the naive resty way
@@ -45,7 +46,8 @@ INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
 INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
-.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json bench-sync fuzz lint install clean
+.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json bench-sync bench-scale fuzz lint \
+        install clean
 
 all: $(CORE)
 
@@ -92,6 +94,9 @@ bench-json: deps both
 
 bench-sync: deps both
 	@CONVERSE_LUA=lua5.4 lua5.4 bench/sync.lua
+
+bench-scale: deps both
+	@CONVERSE_LUA=lua5.4 lua5.4 bench/scale.lua
 
 # libFuzzer + ASan + UBSan on the JSON codec (clang), one harness per property
 # (fuzz/*.lua): json_fuzz (whole vs streaming decodes agree),

@@ -7,7 +7,8 @@ set -e
 PKGS="lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua5.1 liblua5.1-0-dev
 lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev libcurl4-openssl-dev zlib1g-dev curl
 lua-cjson lua-busted lua-socket lua-argparse lua-sql-sqlite3 luarocks
-nginx-light libnginx-mod-http-lua lua-resty-core lua-nginx-redis redis-server gcc make
+nginx-light libnginx-mod-http-lua lua-resty-core lua-nginx-redis redis-server postgresql
+lua-sql-postgres gcc make
 python3 valgrind openssl"
 [ "$1" = ci ] && PKGS="$PKGS clang libclang-rt-14-dev cppcheck clang-tidy lua-check"
 missing=""

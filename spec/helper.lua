@@ -572,4 +572,171 @@ function Nginx:stop()
   self.dir = nil
 end
 
+---------------------------------------------------------------------------
+-- A throwaway PostgreSQL cluster: initdb into a temp dir (as the postgres
+-- user when we run as root: initdb refuses root), the server on 127.0.0.1
+-- and a free port with its socket under the temp dir, stopped by PID. A
+-- watchdog shell stops it and removes the directory if this process dies
+-- first, so nothing outlives the run.
+
+local Postgres = {}
+Postgres.__index = Postgres
+
+local function pg_bindir()
+  local p = io.popen("ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1")
+  local dir = p:read("*l")
+  p:close()
+  if dir and dir ~= "" then return dir end
+  p = io.popen("pg_config --bindir 2>/dev/null")
+  dir = p:read("*l")
+  p:close()
+  return dir ~= "" and dir or nil
+end
+
+local function my_pid()
+  local f = io.open("/proc/self/stat")
+  local s = f and f:read("*l")
+  if f then f:close() end
+  return s and tonumber(s:match("^(%d+)"))
+end
+
+local function as_owner(self, cmd)
+  if self.user then return ("runuser -u %s -- %s"):format(self.user, cmd) end
+  return cmd
+end
+
+function Postgres:start_server()
+  local opts = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+    .. "-c full_page_writes=off -c max_connections=200 -c shared_buffers=16MB")
+    :format(self.port, self.dir .. "/sock")
+  local cmd = as_owner(self, ("%s/pg_ctl -D %s -l %s -w -t 60 -s -o %s start"):format(self.bin,
+    shell_quote(self.dir .. "/data"), shell_quote(self.dir .. "/log"), shell_quote(opts)))
+  if not os.execute(cmd .. " >/dev/null 2>&1") then return false end
+  local f = io.open(self.dir .. "/data/postmaster.pid")
+  self.pid = f and tonumber(f:read("*l"))
+  if f then f:close() end
+  return self.pid ~= nil
+end
+
+--- Start a PostgreSQL cluster of its own.
+-- @treturn table server: `conninfo` (libpq key=value), `port`, `pid`, `dir`,
+--   `:psql(sql)` (output of psql -At), `:stop()`, `:restart([mode])`, `:kill([mode])`,
+--   `:start()`; or nil and a reason when PostgreSQL is not installed
+function helper.start_postgres()
+  local bin = pg_bindir()
+  if not bin or not io.open(bin .. "/initdb") then return nil, "PostgreSQL (initdb) not installed" end
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. shell_quote(dir .. "/sock")))
+  local self = setmetatable({ bin = bin, dir = dir }, Postgres)
+  local idp = io.popen("id -u")
+  local uid = idp:read("*l")
+  idp:close()
+  if uid == "0" then
+    self.user = "postgres"
+    os.execute(("chown -R postgres %s && chmod 700 %s"):format(shell_quote(dir), shell_quote(dir)))
+  end
+  if not os.execute(as_owner(self, ("%s/initdb -D %s -A trust -U postgres -E UTF8 --locale=C --no-sync")
+      :format(bin, shell_quote(dir .. "/data"))) .. " >/dev/null 2>&1") then
+    os.execute("rm -rf " .. shell_quote(dir))
+    return nil, "initdb failed"
+  end
+  for _ = 1, 5 do
+    self.port = free_port()
+    if self:start_server() then break end
+    self.pid = nil
+  end
+  if not self.pid then
+    os.execute("rm -rf " .. shell_quote(dir))
+    return nil, "PostgreSQL did not start"
+  end
+  self.conninfo = ("host=127.0.0.1 port=%d user=postgres dbname=postgres"):format(self.port)
+  local parent = my_pid()
+  if parent then                       -- the watchdog: nothing outlives this process
+    os.execute(("( while kill -0 %d 2>/dev/null && [ -d %s ]; do sleep 1; done; "
+      .. "[ -f %s/data/postmaster.pid ] && kill -INT $(head -n 1 %s/data/postmaster.pid) 2>/dev/null; "
+      .. "sleep 2; rm -rf %s ) >/dev/null 2>&1 &"):format(parent, shell_quote(dir), shell_quote(dir),
+      shell_quote(dir), shell_quote(dir)))
+  end
+  return self
+end
+
+local shared_pg
+
+--- The suite's PostgreSQL cluster: started at the first call, shared by
+-- every spec file of this busted run (an initdb costs seconds), stopped
+-- when the process ends (finalizer, and the watchdog). Give each spec its
+-- own database with `:database(name)`.
+-- @return server (see start_postgres), or nil and a reason
+function helper.postgres()
+  if shared_pg and shared_pg.dir then return shared_pg end
+  local server, why = helper.start_postgres()
+  if not server then return nil, why end
+  shared_pg = server
+  local sentinel = setmetatable({}, { __gc = function() server:stop() end })
+  helper._pg_sentinel = sentinel
+  return server
+end
+
+--- A fresh, empty database on this server (dropped first if it exists).
+-- @treturn string its conninfo
+function Postgres:database(name)
+  self:psql(("DROP DATABASE IF EXISTS %s WITH (FORCE)"):format(name), "postgres")
+  local out = self:psql(("CREATE DATABASE %s"):format(name), "postgres")
+  assert(out == "", out)
+  self.db = name
+  return ("host=127.0.0.1 port=%d user=postgres dbname=%s"):format(self.port, name)
+end
+
+--- Run SQL with psql in `db` (default: the last `database()`, else postgres);
+-- its output (-At: unaligned, tuples only).
+function Postgres:psql(sql, db)
+  local f = io.popen(("psql -h 127.0.0.1 -p %d -U postgres -d %s -qAt -v ON_ERROR_STOP=1 -c %s 2>&1")
+    :format(self.port, db or self.db or "postgres", shell_quote(sql)))
+  local out = f:read("*a")
+  f:close()
+  return (out:gsub("\n$", ""))
+end
+
+-- Signal the postmaster and wait until it is gone. mode: "fast" (SIGINT,
+-- the default), "immediate" (SIGQUIT: like a crash, recovery at the next
+-- start), "smart" (SIGTERM).
+function Postgres:kill(mode)
+  if not self.pid then return end
+  local sig = ({ fast = "INT", immediate = "QUIT", smart = "TERM" })[mode or "fast"]
+  os.execute(("kill -%s %d 2>/dev/null"):format(sig, self.pid))
+  for _ = 1, 1500 do
+    -- gone, or a zombie (our container's init may reap orphans late): its
+    -- sockets and files are closed either way
+    local f = io.open("/proc/" .. self.pid .. "/stat")
+    local st = f and f:read("*l")
+    if f then f:close() end
+    if not st or st:match("^%d+ %b() (%a)") == "Z" then break end
+    socket.sleep(0.02)
+  end
+  self.pid = nil
+end
+
+--- Start it again on the same port (after kill).
+function Postgres:start()
+  for _ = 1, 50 do
+    if self:start_server() then return true end
+    socket.sleep(0.1)
+  end
+  error("helper: PostgreSQL did not start again")
+end
+
+function Postgres:restart(mode)
+  self:kill(mode)
+  return self:start()
+end
+
+function Postgres:stop()
+  if not self.dir then return end
+  self:kill("fast")
+  os.execute("rm -rf " .. shell_quote(self.dir))
+  self.dir = nil
+end
+Postgres.__gc = Postgres.stop
+
 return helper

@@ -153,6 +153,28 @@ describe("converse.mock server", function()
     end)
   end)
 
+  describe("request counts", function()
+    it("counts requests per key, endpoint and second, with the 429s among them", function()
+      local ax = "/agentx/conversations/export/v1/conversations?start_time=0&end_time=9&bot_name=b"
+      for _ = 1, 4 do mock:get(ax, { ["x-api-key"] = "one" }) end     -- 3 per second: the 4th is a 429
+      mock:get(ax, { ["x-api-key"] = "two" })
+      mock:get(CALLS, KEY)
+      local seen = {}
+      for _, c in ipairs(mock:get("/_counts").json) do
+        local id = c.key .. " " .. c.path
+        local s = seen[id] or { requests = 0, limited = 0 }
+        s.requests, s.limited = s.requests + c.requests, s.limited + c.limited
+        assert.equal(math.floor(c.second), c.second)
+        seen[id] = s
+      end
+      assert.are.same({ requests = 4, limited = 1 }, seen["one /agentx/conversations/export/v1/conversations"])
+      assert.are.same({ requests = 1, limited = 0 }, seen["two /agentx/conversations/export/v1/conversations"])
+      assert.are.same({ requests = 1, limited = 0 }, seen["k " .. CALLS])
+      mock:request("DELETE", "/_counts")
+      assert.equal(0, #mock:get("/_counts").json)
+    end)
+  end)
+
   describe("control API", function()
     it("rejects unknown fault types", function()
       local r = mock:request("POST", "/_control", { type = "nonsense" })

@@ -129,6 +129,33 @@ describe("converse.ratelimit.redis", function()
     assert.are.equal(2, #arrivals(dir))
   end)
 
+  it("holds requests for one window after a Redis restart: the forgotten window is never spent twice", function()
+    local srv = timing_server(dir)
+    local api = converse.client { base_url = srv.url, retries = 0, auth = { header = "X-Key", value = KEY },
+                                  rate_limit = { per_second = 5, shared = redis.url } }
+    for _ = 1, 5 do api:get("/x") end                 -- the whole budget of this second
+    local old, port = redis, redis.port                -- kill it and start another at once
+    os.execute("kill -9 " .. old.pid)
+    for _ = 1, 200 do                                   -- until the port is free
+      local c = require("socket").tcp()
+      c:settimeout(0.05)
+      local up = c:connect("127.0.0.1", port)
+      c:close()
+      if not up then break end
+      require("socket").sleep(0.01)
+    end
+    redis = assert(helper.start_redis(port))           -- an empty Redis: the log is gone
+    os.execute("rm -rf '" .. old.dir .. "'")              -- its pid is gone already
+    old.pid, old.dir = nil, nil
+    local kid = helper.spawn(CLIENT, srv.url, redis.url, 5, KEY)   -- a new process, and this one
+    for _ = 1, 5 do api:get("/x") end
+    assert.matches("OK", kid:wait())
+    srv:stop()
+    local t = arrivals(dir)
+    assert.are.equal(15, #t)
+    assert.is_true(max_in_window(t, 1.0) <= 5, "more than 5 requests in one second across the restart")
+  end)
+
   it("refuses a malformed redis URL", function()
     local err = helper.raises(function()
       converse.client { base_url = "http://h", rate_limit = { per_second = 1, shared = "redis:/nope" } }

@@ -87,7 +87,7 @@ local function connect_socket(u, timeout)
   local ok, err = sock:connect(u.host, u.port)
   if not ok then sock:close() return nil, err end
   sock:setoption("tcp-nodelay", true)
-  local c = setmetatable({ sock = sock }, Conn)
+  local c = setmetatable({ sock = sock, fresh = true }, Conn)
   if u.password then
     local r, e = c:call("AUTH", u.password)
     if not r then c:close() return nil, e end
@@ -122,8 +122,8 @@ local function connect_resty(u, timeout)
   red:set_timeout(timeout * 1000)
   local ok, err = red:connect(u.host, u.port)
   if not ok then return nil, err end
-  local c = setmetatable({ red = red }, Resty)
-  if red:get_reused_times() == 0 then
+  local c = setmetatable({ red = red, fresh = red:get_reused_times() == 0 }, Resty)
+  if c.fresh then
     if u.password then
       local r, e = red:auth(u.password)
       if not r then red:close() return nil, e end
@@ -139,7 +139,8 @@ end
 --- Connect: cosockets inside nginx (where the phase has them), luasocket elsewhere.
 -- @tparam table u from `parse_url`
 -- @tparam number timeout seconds
--- @return connection with `:call(cmd, ...)`, `:release()`, `:close()`; or nil, message
+-- @return connection with `:call(cmd, ...)`, `:release()`, `:close()` and `fresh`
+--   (a new connection, not one from nginx's pool); or nil, message
 function M.connect(u, timeout)
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" and ngx.socket and require("converse.transport").ngx_phase() then

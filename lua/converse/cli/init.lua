@@ -13,6 +13,7 @@ local M = {}
 --- Commands in the order of `converse --help`: name, module, summary.
 M.COMMANDS = {
   { "sync",   "converse.cli.sync",   "Checkpointed incremental sync of a vendor stream (converse sync --help)" },
+  { "status", "converse.cli.status", "Partitions of a sync work queue by state, leases (converse status --help)" },
   { "export", "converse.cli.export", "One-off dump of a vendor read method as NDJSON (converse export --help)" },
   { "mock",   "converse.cli.mock",   "The local mock of every vendor API (converse mock --help)" },
 }

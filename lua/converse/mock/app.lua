@@ -15,8 +15,8 @@ local util   = require "converse.mock.util"
 local faults = require "converse.mock.faults"
 local gzip   = require "converse.mock.gzip"
 
-local type, ipairs, tostring, setmetatable, pcall, require =
-      type, ipairs, tostring, setmetatable, pcall, require
+local type, pairs, ipairs, tostring, setmetatable, pcall, require =
+      type, pairs, ipairs, tostring, setmetatable, pcall, require
 local sub, find, lower, match = string.sub, string.find, string.lower, string.match
 local concat = table.concat
 local ok_socket, socket = pcall(require, "socket")
@@ -35,7 +35,7 @@ M.VENDORS = { "converz", "agentx", "converseiq", "converra" }
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({
-    opts = opts, faults = faults.new(), log = {}, next_id = 0,
+    opts = opts, faults = faults.new(), log = {}, next_id = 0, counts = {},
     latency = http.duration(opts.latency) or 0, vendors = {}, started = gettime(),
   }, mt)
   for _, name in ipairs(M.VENDORS) do
@@ -45,11 +45,12 @@ function M.new(opts)
   return self
 end
 
---- Reset vendor state, faults and the log.
+--- Reset vendor state, faults, the log and the request counts.
 function M:reset()
   for _, v in ipairs(self.vendors) do v.state:reset() end
   self.faults:clear()
   self.log = {}
+  self.counts = {}
   self.latency = http.duration(self.opts.latency) or 0
 end
 
@@ -74,6 +75,44 @@ local function log_entry(self, req)
   }, { "id", "conn", "time", "method", "path", "query", "target", "headers", "body_size", "body" })
   self.log[#self.log + 1] = e
   return e
+end
+
+-- Requests per API key, endpoint and second (whole unix seconds of
+-- arrival), with how many of them were refused with a 429: the oracle for
+-- "never above the rate limit" (GET /_counts).
+local function count(self, key, path, t, limited)
+  local by_path = self.counts[key]
+  if not by_path then by_path = {}; self.counts[key] = by_path end
+  local by_second = by_path[path]
+  if not by_second then by_second = {}; by_path[path] = by_second end
+  local sec = math.floor(t)
+  local c = by_second[sec]
+  if not c then c = { 0, 0 }; by_second[sec] = c end
+  c[1] = c[1] + 1
+  if limited then c[2] = c[2] + 1 end
+end
+
+local function counts_body(self)
+  local list = json.array()
+  local keys = {}
+  for k in pairs(self.counts) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local paths = {}
+    for p in pairs(self.counts[k]) do paths[#paths + 1] = p end
+    table.sort(paths)
+    for _, p in ipairs(paths) do
+      local secs = {}
+      for sec in pairs(self.counts[k][p]) do secs[#secs + 1] = sec end
+      table.sort(secs)
+      for _, sec in ipairs(secs) do
+        local c = self.counts[k][p][sec]
+        list[#list + 1] = json.ordered({ key = k, path = p, second = sec, requests = c[1], limited = c[2] },
+          { "key", "path", "second", "requests", "limited" })
+      end
+    end
+  end
+  return list
 end
 
 -- Control API ---------------------------------------------------------------
@@ -116,6 +155,11 @@ local function internal(self, req)
   elseif p == "/_log" and req.method == "DELETE" then
     self.log = {}
     return util.json(200, { ok = true })
+  elseif p == "/_counts" and req.method == "GET" then
+    return util.json(200, counts_body(self))
+  elseif p == "/_counts" and req.method == "DELETE" then
+    self.counts = {}
+    return util.json(200, { ok = true })
   elseif p == "/_info" or p == "/_health" then
     return util.json(200, { ok = true, pid = self.pid or json.null, uptime = gettime() - self.started,
       vendors = { converz = "/converz/api/v1", agentx = "/agentx",
@@ -150,8 +194,11 @@ local function dispatch(self, req)
       local extra
       if v.state.limit then
         local limited, headers = v.state:limit(req, rest, gettime())
+        count(self, key, req.path, req.time or gettime(), limited ~= nil)
         if limited then return limited end
         extra = headers
+      else
+        count(self, key, req.path, req.time or gettime(), false)
       end
       local res, why = v.state:handle(req, rest)
       if not res then res = not_found(v, why, req) end

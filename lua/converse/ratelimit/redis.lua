@@ -16,12 +16,21 @@
 -- (the request waits, in interruptible slices) for `fail_after` seconds
 -- (default 10, long enough for a restart), then raises a retryable
 -- `network` error with code `RATE_LIMIT_UNAVAILABLE`, never "unlimited".
+--
+-- A Redis that restarted without persistence has forgotten the requests of
+-- the last window, and would let a full budget through again at once (the
+-- limit exceeded, for up to one window). So on every new connection the
+-- limiter reads Redis's `uptime_in_seconds` (INFO server); while Redis has
+-- been up for less than one window, no request is counted or let through:
+-- every process, old or new, waits until the forgotten window is over.
+-- (A FLUSHALL, an eviction of our keys or a failover to a lagging replica
+-- lose the log too and are not detected: run Redis with `noeviction`.)
 -- @module converse.ratelimit.redis
 local core   = require "converse.core"
 local errors = require "converse.errors"
 local redis  = require "converse.redis"
 
-local setmetatable, tostring, tonumber, floor = setmetatable, tostring, tonumber, math.floor
+local type, setmetatable, tostring, tonumber, floor = type, setmetatable, tostring, tonumber, math.floor
 
 local M = {}
 
@@ -64,8 +73,24 @@ function Shared:_conn()
   if self.conn then return self.conn end
   local c, err = redis.connect(self.url, self.timeout)
   if not c then return nil, err end
+  if c.fresh ~= false then self:_check_uptime(c) end
   self.conn = c
   return c
+end
+
+-- A Redis up for less than one window may have lost that window's log:
+-- hold every request until the window is over (see the module comment).
+function Shared:_check_uptime(c)
+  local info = c:call("INFO", "server")
+  local up = type(info) == "string" and tonumber(info:match("uptime_in_seconds:(%d+)"))
+  if not up then return end                         -- INFO refused or renamed: nothing to go on
+  -- Redis computes the uptime from whole seconds (the clock's second at
+  -- start and now): it may be up to one second more than the truth
+  local window, up_at_least = self.window_us / 1e6, up - 1
+  if up_at_least < window then
+    local hold = core.now() + (window - up_at_least)
+    if not self.hold_until or hold > self.hold_until then self.hold_until = hold end
+  end
 end
 
 function Shared:_eval(script, keys, args)
@@ -104,6 +129,19 @@ function Shared:_keys(endpoint)
 end
 
 function Shared:take(endpoint)
+  if not self.conn then                      -- connect first: a new connection may set a hold
+    local c, err = self:_conn()
+    if not c then return self:_down(err) end
+  end
+  local hold = self.hold_until
+  if hold then
+    local left = hold - core.now()
+    if left > 0 then
+      if self.nginx then self.conn:release() self.conn = nil end
+      return left, false
+    end
+    self.hold_until = nil
+  end
   counter = counter + 1
   local keys = self:_keys(endpoint)
   local res, err = self:_eval(TAKE, keys,
