@@ -8,6 +8,7 @@
 #   make valgrind        spec suite under valgrind (Lua 5.4)
 #   make bench           benchmarks (bench/): decoder and end-to-end, each against the floor
 #   make bench-json      JSON decode benchmark only (bench/json.lua), Lua 5.4 and LuaJIT
+#   make bench-e2e       end-to-end paging from a local nginx only (bench/e2e.lua)
 #   make bench-floor     build the floor module (bench/floor.c -> build/<abi>/bench/floor.so)
 #   make bench-sync      converse sync into SQLite vs a hand-written script (bench/sync.lua)
 #   make fuzz            libFuzzer on the JSON codec (clang), FUZZ_SECONDS per harness
@@ -45,7 +46,7 @@ INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
 INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
-.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json bench-floor floor bench-sync \
+.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json bench-e2e bench-floor floor bench-sync \
         fuzz lint install clean
 
 all: $(CORE)
@@ -101,6 +102,9 @@ bench: deps both bench-floor
 
 bench-json: deps both bench-floor
 	@bench/json.sh
+
+bench-e2e: deps both bench-floor
+	@bench/e2e.sh
 
 bench-sync: deps both
 	@CONVERSE_LUA=lua5.4 lua5.4 bench/sync.lua

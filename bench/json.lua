@@ -7,58 +7,13 @@
 -- Every case reads r.call_id of each row, as a consumer would.
 --
 --   lua5.4 bench/json.lua [--rows 200000]
--- The body is generated once, deterministically, into build/bench/.
+-- The body is generated once, deterministically, into build/bench/
+-- (bench/common.lua).
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local common = require "common"
 local ROOT, FLAVOUR, hwm_kb = common.ROOT, common.FLAVOUR, common.hwm_kb
 
 local clock = os.clock
-
--- ---- body generation ---------------------------------------------------------
-local WORDS = { "customer", "called", "about", "a", "delayed", "refund", "agent", "confirmed",
-  "the", "order", "camera", "offline", "escalated", "résumé", "naïve", "café", "—", "😀",
-  "\"quoted\"", "tab\there", "line\nbreak", "ok", "invoice", "shipping", "Grüße", "日本" }
-local CAMPAIGNS = { "Retention", "Onboarding", "Billing", "Support", "Upsell" }
-
-local function generate(path, rows)
-  local json = require("converse").json
-  local seed = 12345
-  local function rnd(n)           -- deterministic LCG, same on every Lua
-    seed = (seed * 1103515245 + 12345) % 2147483648
-    return seed % n
-  end
-  local f = assert(io.open(path, "wb"))
-  f:write("[")
-  for i = 1, rows do
-    local words, len = {}, 0
-    while len < 150 + rnd(150) do
-      local w = WORDS[rnd(#WORDS) + 1]
-      words[#words + 1] = w
-      len = len + #w + 1
-    end
-    local row = {
-      call_id = 9007199254740993 + i,
-      rep_id = "rep" .. (500 + rnd(80)),
-      vendor = "vendor-" .. rnd(6),
-      campaign = CAMPAIGNS[rnd(#CAMPAIGNS) + 1],
-      start_time = ("2025-07-%02d %02d:%02d:%02d"):format(1 + rnd(28), rnd(24), rnd(60), rnd(60)),
-      duration = rnd(360000) / 100,
-      sentiment = rnd(2000) / 1000 - 1,
-      resolved = rnd(2) == 1,
-      summary = table.concat(words, " "),
-      tags = json.array { "t" .. rnd(9), "t" .. rnd(9) },
-      metrics = { talk_ratio = rnd(100) / 100, silence = rnd(600), holds = rnd(4) },
-      subcampaign = rnd(3) == 0 and json.null or ("sub" .. rnd(10)),
-      department = rnd(5) == 0 and json.null or "dept" .. rnd(4),
-      vendor_call_id = ("%08x-%04x-4%03x-a%03x-%012x"):format(rnd(2^31), rnd(65536), rnd(4096),
-        rnd(4096), rnd(2^31)),
-    }
-    if i > 1 then f:write(",") end
-    f:write(json.encode(row))
-  end
-  f:write("]")
-  f:close()
-end
 
 -- ---- child: one measured case --------------------------------------------------
 if arg[1] == "--case" then
@@ -126,13 +81,7 @@ end
 -- ---- parent --------------------------------------------------------------------
 local rows = 200000
 for i = 1, #arg do if arg[i] == "--rows" then rows = tonumber(arg[i + 1]) end end
-os.execute("mkdir -p " .. ROOT .. "/build/bench")
-local path = ("%s/build/bench/calls-%d.json"):format(ROOT, rows)
-local fh = io.open(path, "rb")
-if not fh then generate(path, rows) else fh:close() end
-fh = io.open(path, "rb")
-local size = fh:seek("end")
-fh:close()
+local path, size = common.reference_body(rows)
 
 local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
 local function run(case)
@@ -150,10 +99,8 @@ local function run(case)
   return best
 end
 
-local load = io.open("/proc/loadavg")
 print(("JSON decode — %s, %d rows, %.1f MB (best of 3, CPU time; load %s)")
-  :format(FLAVOUR, rows, size / 1e6, load and load:read("l"):match("^(%S+ %S+ %S+)") or "?"))
-if load then load:close() end
+  :format(FLAVOUR, rows, size / 1e6, common.load()))
 local floor = run("floor")
 local cj = run("cjson")
 local function line(name, r)
