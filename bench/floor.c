@@ -240,31 +240,39 @@ static void push_value(lua_State *L, const unsigned char **p, int kidx, int mt) 
   }
 }
 
-/* The iterator: upvalues 1 = tape, 2 = key table, 3 = array metatable,
-** 4 = position (a number: offsets stay below 2^53). */
+/* The iterator: upvalue 1 = its cursor (the tape and a position), 2 = the
+** key table, 3 = the array metatable. Nothing but the record is checked
+** or made per call: this is the floor. */
+typedef struct cursor {
+  const tape *t;
+  size_t      at;
+} cursor;
+
 static int rows_next(lua_State *L) {
-  tape *t = check_tape(L, lua_upvalueindex(1));
-  size_t at = (size_t)lua_tonumber(L, lua_upvalueindex(4));
-  const unsigned char *p = t->p + at;
-  if (at >= t->len) return 0;
+  cursor *c = (cursor *)lua_touserdata(L, lua_upvalueindex(1));
+  const unsigned char *p = c->t->p + c->at;
+  if (c->at >= c->t->len) return 0;
   push_value(L, &p, lua_upvalueindex(2), lua_upvalueindex(3));
-  lua_pushnumber(L, (lua_Number)(size_t)(p - t->p));
-  lua_replace(L, lua_upvalueindex(4));
+  c->at = (size_t)(p - c->t->p);
   return 1;
 }
 
-/* tape:rows() -> iterator building each record again */
+/* tape:rows() -> iterator building each record again (the tape must live
+** as long as the iterator: keep a reference to it) */
 static int tape_rows(lua_State *L) {
-  check_tape(L, 1);
+  tape *t = check_tape(L, 1);
+  cursor *c;
   lua_settop(L, 1);
+  c = (cursor *)lua_newuserdata(L, sizeof *c);           /* 2 */
+  c->t = t;
+  c->at = 0;
   lua_getfield(L, LUA_REGISTRYINDEX, TAPE_MT ".keys");
   lua_pushvalue(L, 1);
   lua_rawget(L, -2);
-  lua_remove(L, -2);
-  luaL_getmetatable(L, ARRAY_MT);
+  lua_remove(L, -2);                                       /* 3: key table */
+  luaL_getmetatable(L, ARRAY_MT);                          /* 4 */
   if (lua_isnil(L, -1)) return luaL_error(L, "require \"converse\" first (converse.array)");
-  lua_pushnumber(L, 0);
-  lua_pushcclosure(L, rows_next, 4);
+  lua_pushcclosure(L, rows_next, 3);
   return 1;
 }
 

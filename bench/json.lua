@@ -39,7 +39,7 @@ if arg[1] == "--case" then
     collectgarbage()
     base = hwm_kb()
     t0 = clock()
-    for r in tape:rows() do
+    for r in tape:rows() do                   -- tape stays referenced: a local of this chunk
       sink = r.call_id
       rows = rows + 1
     end
