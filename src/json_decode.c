@@ -159,6 +159,12 @@ static size_t put_utf8(char *o, unsigned long cp) {
   return 4;
 }
 
+/* What the one-letter escapes stand for (0: not one). */
+static const char SIMPLE_ESCAPE[256] = {
+  ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b', ['f'] = '\f', ['n'] = '\n',
+  ['r'] = '\r', ['t'] = '\t'
+};
+
 /* The slow path: a string with escapes, decoded into the scratch buffer.
 ** s0 = first byte after the opening quote, p = the first backslash.
 ** Invariant at the top of the loop: scratch holds the decoded text of
@@ -182,9 +188,14 @@ CV_JSON_NOINLINE static const char *string_escaped(cv_parser *P, const char *s0,
       size_t n;
       long cp;
       if (p + 1 >= end) return CV_MORE(P, p);
-      if ((cp = cv_json_escape(P, p, &n)) < 0) return NULL;
-      b->len += put_utf8(b->p + b->len, (unsigned long)cp);
-      p += n;
+      if (SIMPLE_ESCAPE[(unsigned char)p[1]] != 0) {   /* \n \t \" ...: no call */
+        b->p[b->len++] = SIMPLE_ESCAPE[(unsigned char)p[1]];
+        p += 2;
+      } else {
+        if ((cp = cv_json_escape(P, p, &n)) < 0) return NULL;
+        b->len += put_utf8(b->p + b->len, (unsigned long)cp);
+        p += n;
+      }
     } else if (c < 0x20) {
       cv_json_error(P, p, "control character in string");
     } else {
@@ -564,14 +575,15 @@ CV_JSON_NOINLINE static const char *key_missed(cv_parser *P, const char *p, int 
 }
 
 /* The hot loop keeps the key cache state in locals: pred (the key
-** predicted next), seen (o.seen), k (the cached key of the member, NULL
-** when the cache does not hold it); o is brought up to date for misses. */
+** predicted next), seen (o.seen), kj (the slot's index of the member's
+** key, -1 when the cache does not hold it); o is brought up to date for
+** misses. Strings and numbers are dispatched here, not by cv_json_value. */
 static const char *parse_object(cv_parser *P, const char *p) {
   lua_State *L = P->L;
   const char *end = P->end;
-  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, t, pred, count = 0;
+  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, t, pred, kj = -1, count = 0;
+  int vals = P->vals != NULL;
   uint64_t seen = 0;
-  cv_keyref *k = NULL;
   cv_objkeys o;
   cv_json_enter(P, p);
   lua_createtable(L, 0, P->obj_hint[h]);
@@ -584,21 +596,21 @@ static const char *parse_object(cv_parser *P, const char *p) {
     for (;;) {
       size_t hit;
       if (pred >= 0 && *p == '"' && (hit = cv_json_key_hit(P, &o.S->k[pred], p + 1)) != 0) {
-        k = &o.S->k[pred];                  /* pushed from the cache */
-        lua_rawgeti(L, o.sidx, pred + 1);
-        if ((seen >> pred) & 1) cv_json_dup_key(P, p);
-        seen |= (uint64_t)1 << pred;
-        pred = k->next;
+        kj = pred;                          /* pushed from the cache */
+        lua_rawgeti(L, o.sidx, kj + 1);
+        if ((seen >> kj) & 1) cv_json_dup_key(P, p);
+        seen |= (uint64_t)1 << kj;
+        pred = o.S->k[kj].next;
         p += 1 + hit;
       } else {
-        o.last = k != NULL ? (int)(k - o.S->k) : -1;
+        o.last = kj;
         o.pred = pred;
         o.seen = seen;
         o.count = count;
         if ((p = key_missed(P, p, t, &o)) == NULL) return NULL;
         pred = o.pred;
         seen = o.seen;
-        k = o.last >= 0 ? &o.S->k[o.last] : NULL;
+        kj = o.last;
       }
       count++;
       p = cv_json_ws(p, end);
@@ -606,14 +618,18 @@ static const char *parse_object(cv_parser *P, const char *p) {
       if (*p != ':') cv_json_error(P, p, "':' expected after an object key");
       p = cv_json_ws(p + 1, end);
       if (p >= end) return CV_MORE(P, p);
-      if (k != NULL) {                      /* a cached key: its slot and its values */
-        P->way = (int)(k - o.S->k);
-        P->vkey = k->vscore > 0 && P->vals != NULL ? k : NULL;
+      if (kj >= 0) {                        /* a cached key: its slot and its values */
+        cv_keyref *k = &o.S->k[kj];
+        P->way = kj;
+        P->vkey = vals && k->vscore > 0 ? k : NULL;
       } else {
         P->way = count - 1;
         P->vkey = NULL;
       }
-      if ((p = cv_json_value(P, p)) == NULL) return NULL;
+      if (*p == '"') p = P->vkey != NULL ? cached_value(P, p + 1) : cv_json_string(P, p + 1);
+      else if (CV_IS_DIGIT(*p) || *p == '-') p = parse_number(P, p);
+      else p = cv_json_value(P, p);
+      if (p == NULL) return NULL;
       lua_rawset(L, t);
       p = cv_json_ws(p, end);
       if (p >= end) return CV_MORE(P, p);

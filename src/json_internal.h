@@ -362,21 +362,30 @@ static inline long cv_hex4(const char *p) {
 ** the text ends inside it (not final), raises on a bad escape. */
 long cv_json_escape(cv_parser *P, const char *p, size_t *len);
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ \
+    && (defined(__GNUC__) || defined(__clang__))
 #define CV_SWAR_DIGITS 1
-/* Are the 8 bytes at p all digits? Then *v = their value (fast_float's
-** parse_eight_digits, first digit in the lowest byte). */
-static inline int cv_eight_digits(const char *p, uint64_t *v) {
-  uint64_t x;
-  memcpy(&x, p, 8);
-  if (((x & 0xF0F0F0F0F0F0F0F0ULL) | (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4))
-      != 0x3333333333333333ULL) return 0;
-  x -= 0x3030303030303030ULL;
+/* Digits 8 bytes at a time (first digit in the lowest byte). How many of
+** the bytes of x are digits before the first that is not (0..8): every
+** byte below that one is a digit, so no carry reaches it. */
+static inline unsigned cv_digit_run(uint64_t x) {
+  uint64_t nd = ((x & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+              | (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
+  return nd == 0 ? 8 : (unsigned)__builtin_ctzll(nd) >> 3;
+}
+
+/* The value of the first k (1..8) digits of x, and 10^k in *scale
+** (fast_float's parse_eight_digits, on k digits shifted up behind zeros). */
+static inline uint64_t cv_digits_value(uint64_t x, unsigned k, uint64_t *scale) {
+  static const uint64_t POW[9] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                   100000000 };
+  x -= 0x3030303030303030ULL;                /* digits are >= '0': no borrow below them */
+  if (k < 8) x <<= 8 * (8 - k);
   x = x * 10 + (x >> 8);
   x = (((x & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)))
        + (((x >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32;
-  *v = x;
-  return 1;
+  *scale = POW[k];
+  return x;
 }
 #endif
 
@@ -401,10 +410,15 @@ static inline const char *cv_json_number(cv_parser *P, const char *p, cv_number 
     if (p < end && CV_IS_DIGIT(*p)) cv_json_error(P, s, "number with a leading zero");
   } else if (CV_IS_DIGIT(*p)) {
 #ifdef CV_SWAR_DIGITS
-    uint64_t v;                             /* what the loop below does, 8 digits at once */
-    while (m < 100000000000ULL && end - p >= 8 && cv_eight_digits(p, &v)) {
-      m = m * 100000000ULL + v;
-      p += 8;
+    while (m < 100000000000ULL && end - p >= 8) {  /* the loop below, up to 8 digits at once */
+      uint64_t x, scale, v;
+      unsigned k;
+      memcpy(&x, p, 8);
+      if ((k = cv_digit_run(x)) == 0) break;
+      v = cv_digits_value(x, k, &scale);
+      m = m * scale + v;
+      p += k;
+      if (k < 8) break;
     }
 #endif
     while (p < end && CV_IS_DIGIT(*p)) {
@@ -423,13 +437,16 @@ static inline const char *cv_json_number(cv_parser *P, const char *p, cv_number 
     if (++p >= end) return CV_MORE(P, p);
     if (!CV_IS_DIGIT(*p)) cv_json_error(P, p, "digit expected after '.'");
 #ifdef CV_SWAR_DIGITS
-    {
-      uint64_t v;
-      while (m < 1000000000ULL && end - p >= 8 && cv_eight_digits(p, &v)) {
-        m = m * 100000000ULL + v;
-        n->exp10 -= 8;
-        p += 8;
-      }
+    while (m < 1000000000ULL && end - p >= 8) {
+      uint64_t x, scale, v;
+      unsigned k;
+      memcpy(&x, p, 8);
+      if ((k = cv_digit_run(x)) == 0) break;
+      v = cv_digits_value(x, k, &scale);
+      m = m * scale + v;
+      n->exp10 -= (int)k;
+      p += k;
+      if (k < 8) break;
     }
 #endif
     while (p < end && CV_IS_DIGIT(*p)) {
