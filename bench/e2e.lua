@@ -1,6 +1,7 @@
 -- End-to-end paging from a local nginx against the floor (issue 12), one run.
 --
 --   lua5.4 bench/e2e.lua [--rows 200000] [--runs 3]
+--   lua5.4 bench/e2e.lua --serve      start nginx only; prints its URL and how to stop it
 --
 -- The reference body (bench/common.lua, the same bytes bench/json.lua
 -- decodes) is cut into static pages of 200,000, 10,000 and 1,000 rows in
@@ -209,6 +210,11 @@ local function curl(url)
 end
 
 make_pages()
+if arg[1] == "--serve" then       -- for profiling by hand: start nginx, print how to stop it
+  local ngx = start_nginx()
+  print(ngx.url, ("kill -QUIT %d; rm -rf %s"):format(ngx.pid, ngx.prefix))
+  os.exit(0)
+end
 local ngx = start_nginx()
 local ok, err = pcall(function()
   local one = ("%s/calls?n_per_page=%d&page=1"):format(ngx.url, rows)
