@@ -6,7 +6,10 @@
 #   make demo            resumable sync of AgentX into SQLite against the mock (scripts/demo.sh)
 #   make asan            spec suite under AddressSanitizer + UBSan (Lua 5.4)
 #   make valgrind        spec suite under valgrind (Lua 5.4)
-#   make bench           benchmarks (bench/)
+#   make bench           benchmarks (bench/): decoder and end-to-end, each against the floor
+#   make bench-json      JSON decode benchmark only (bench/json.lua), Lua 5.4 and LuaJIT
+#   make bench-e2e       end-to-end paging from a local nginx only (bench/e2e.lua)
+#   make bench-floor     build the floor module (bench/floor.c -> build/<abi>/bench/floor.so)
 #   make bench-sync      converse sync into SQLite vs a hand-written script (bench/sync.lua)
 #   make bench-scale     1/2/4/8 workers on the PostgreSQL queue, with and without a shared rate limit
 #   make fuzz            libFuzzer on the JSON codec (clang), FUZZ_SECONDS per harness
@@ -46,8 +49,8 @@ INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
 INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
 INST_BINDIR ?= $(DESTDIR)/usr/local/bin
 
-.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json bench-sync bench-scale fuzz lint \
-        install clean
+.PHONY: all both all-luas deps test ci demo asan valgrind bench bench-json bench-e2e bench-floor floor bench-sync \
+        bench-scale fuzz lint install clean
 
 all: $(CORE)
 
@@ -86,11 +89,25 @@ asan:
 valgrind: all
 	@scripts/test.sh --valgrind
 
-bench: deps both
+# The floor (bench/floor.c): the tables a decoder builds, built with no
+# parsing; every benchmark reports against it. One module per Lua ABI.
+FLOOR_LUAS ?= lua5.4 luajit
+floor: $(BUILD)/bench/floor.so
+$(BUILD)/bench/floor.so: bench/floor.c src/compat.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc $(LIBFLAG) $(LDFLAGS) -o $@ bench/floor.c
+
+bench-floor:
+	@for l in $(FLOOR_LUAS); do $(MAKE) --no-print-directory LUA=$$l floor || exit 1; done
+
+bench: deps both bench-floor
 	@bench/run.sh
 
-bench-json: deps both
+bench-json: deps both bench-floor
 	@bench/json.sh
+
+bench-e2e: deps both bench-floor
+	@bench/e2e.sh
 
 bench-sync: deps both
 	@CONVERSE_LUA=lua5.4 lua5.4 bench/sync.lua

@@ -1,74 +1,56 @@
--- JSON decode benchmark (SPEC §4), one run, each case in its own process so
--- that its peak RSS (VmHWM) is its own:
+-- JSON decode benchmark (SPEC §4, issue 12), one run, each case in its own
+-- process so that its peak RSS (VmHWM) is its own:
+--   the floor: the same tables built by bench/floor.c with no parsing
 --   cjson.decode of the whole body
 --   converse.json.decode of the whole body
 --   the streaming decoder fed 64 KiB chunks, rows discarded as they come
+-- Every case reads r.call_id of each row, as a consumer would.
 --
 --   lua5.4 bench/json.lua [--rows 200000]
--- The body is generated once, deterministically, into build/bench/.
+-- The body is generated once, deterministically, into build/bench/
+-- (bench/common.lua).
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local common = require "common"
 local ROOT, FLAVOUR, hwm_kb = common.ROOT, common.FLAVOUR, common.hwm_kb
 
 local clock = os.clock
 
--- ---- body generation ---------------------------------------------------------
-local WORDS = { "customer", "called", "about", "a", "delayed", "refund", "agent", "confirmed",
-  "the", "order", "camera", "offline", "escalated", "résumé", "naïve", "café", "—", "😀",
-  "\"quoted\"", "tab\there", "line\nbreak", "ok", "invoice", "shipping", "Grüße", "日本" }
-local CAMPAIGNS = { "Retention", "Onboarding", "Billing", "Support", "Upsell" }
-
-local function generate(path, rows)
-  local json = require("converse").json
-  local seed = 12345
-  local function rnd(n)           -- deterministic LCG, same on every Lua
-    seed = (seed * 1103515245 + 12345) % 2147483648
-    return seed % n
-  end
-  local f = assert(io.open(path, "wb"))
-  f:write("[")
-  for i = 1, rows do
-    local words, len = {}, 0
-    while len < 150 + rnd(150) do
-      local w = WORDS[rnd(#WORDS) + 1]
-      words[#words + 1] = w
-      len = len + #w + 1
-    end
-    local row = {
-      call_id = 9007199254740993 + i,
-      rep_id = "rep" .. (500 + rnd(80)),
-      vendor = "vendor-" .. rnd(6),
-      campaign = CAMPAIGNS[rnd(#CAMPAIGNS) + 1],
-      start_time = ("2025-07-%02d %02d:%02d:%02d"):format(1 + rnd(28), rnd(24), rnd(60), rnd(60)),
-      duration = rnd(360000) / 100,
-      sentiment = rnd(2000) / 1000 - 1,
-      resolved = rnd(2) == 1,
-      summary = table.concat(words, " "),
-      tags = json.array { "t" .. rnd(9), "t" .. rnd(9) },
-      metrics = { talk_ratio = rnd(100) / 100, silence = rnd(600), holds = rnd(4) },
-      subcampaign = rnd(3) == 0 and json.null or ("sub" .. rnd(10)),
-      department = rnd(5) == 0 and json.null or "dept" .. rnd(4),
-      vendor_call_id = ("%08x-%04x-4%03x-a%03x-%012x"):format(rnd(2^31), rnd(65536), rnd(4096),
-        rnd(4096), rnd(2^31)),
-    }
-    if i > 1 then f:write(",") end
-    f:write(json.encode(row))
-  end
-  f:write("]")
-  f:close()
-end
-
 -- ---- child: one measured case --------------------------------------------------
 if arg[1] == "--case" then
   local case, path = arg[2], arg[3]
   local f = assert(io.open(path, "rb"))
-  local body = case ~= "stream" and f:read("a") or nil
+  local body = (case == "cjson" or case == "converse") and f:read("a") or nil
   local base = hwm_kb()
   local t0, rows = clock(), 0
-  if case == "cjson" then
-    rows = #require("cjson").decode(body)
+  local sink
+  if case == "floor" then
+    -- untimed: decode once onto a tape; timed: build the same tables again
+    local tape = require("bench.floor").tape()
+    local dec = require("converse").json.decoder()
+    while true do
+      local chunk = f:read(65536)
+      if chunk then dec:feed(chunk) else dec:finish() end
+      for r in dec.next, dec do tape:add(r) end
+      if not chunk then break end
+    end
+    dec:close()
+    dec = nil -- luacheck: ignore
+    collectgarbage()
+    collectgarbage()
+    base = hwm_kb()
+    t0 = clock()
+    for r in tape:rows() do                   -- tape stays referenced: a local of this chunk
+      sink = r.call_id
+      rows = rows + 1
+    end
+  elseif case == "cjson" then
+    local all = require("cjson").decode(body)
+    for i = 1, #all do sink = all[i].call_id end
+    rows = #all
   elseif case == "converse" then
-    rows = #require("converse").json.decode(body)
+    local all = require("converse").json.decode(body)
+    for i = 1, #all do sink = all[i].call_id end
+    rows = #all
   else
     -- only the decoder's time counts: reading the file is not decoding
     local dec = require("converse").json.decoder()
@@ -78,13 +60,19 @@ if arg[1] == "--case" then
       local t1 = clock()
       if not chunk then dec:finish() end
       if chunk then dec:feed(chunk) end
-      while dec:next() ~= nil do rows = rows + 1 end
+      while true do
+        local r = dec:next()
+        if r == nil then break end
+        sink = r.call_id
+        rows = rows + 1
+      end
       spent = spent + (clock() - t1)
       if not chunk then break end
     end
     t0 = clock() - spent
   end
   local secs = clock() - t0
+  assert(sink ~= nil)
   f:close()
   io.write(("%.4f %d %d %d\n"):format(secs, rows, hwm_kb(), base))
   os.exit(0)
@@ -93,13 +81,7 @@ end
 -- ---- parent --------------------------------------------------------------------
 local rows = 200000
 for i = 1, #arg do if arg[i] == "--rows" then rows = tonumber(arg[i + 1]) end end
-os.execute("mkdir -p " .. ROOT .. "/build/bench")
-local path = ("%s/build/bench/calls-%d.json"):format(ROOT, rows)
-local fh = io.open(path, "rb")
-if not fh then generate(path, rows) else fh:close() end
-fh = io.open(path, "rb")
-local size = fh:seek("end")
-fh:close()
+local path, size = common.reference_body(rows)
 
 local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
 local function run(case)
@@ -117,14 +99,20 @@ local function run(case)
   return best
 end
 
-print(("JSON decode — %s, %d rows, %.1f MB (best of 3, CPU time)"):format(FLAVOUR, rows, size / 1e6))
+print(("JSON decode — %s, %d rows, %.1f MB (best of 3, CPU time; load %s)")
+  :format(FLAVOUR, rows, size / 1e6, common.load()))
+local floor = run("floor")
 local cj = run("cjson")
 local function line(name, r)
-  print(("  %-34s %7.3f s %8.1f MB/s %9.0f rows/s %7.0f MB peak RSS  %5.2fx cjson")
-    :format(name, r.secs, size / 1e6 / r.secs, rows / r.secs, r.kb / 1024, cj.secs / r.secs))
+  print(("  %-34s %7.3f s %8.1f MB/s %7.0f MB peak RSS  %5.2fx floor %5.2fx cjson")
+    :format(name, r.secs, size / 1e6 / r.secs, r.kb / 1024, r.secs / floor.secs, cj.secs / r.secs))
 end
+line("floor (bench/floor.c, no parsing)", floor)
 line("cjson.decode (whole body)", cj)
 line("converse.json.decode (whole body)", run("converse"))
-line("streaming decoder, 64 KiB chunks", run("stream"))
+local st = run("stream")
+line("streaming decoder, 64 KiB chunks", st)
+print(("  streaming decoder / floor: %.2fx (issue 12 target: 1.35x on Lua 5.4, 1.15x on LuaJIT)")
+  :format(st.secs / floor.secs))
 print("  (whole-body cases include the body itself in their RSS: "
-  .. ("%.0f MB)"):format(size / 1048576))
+  .. ("%.0f MB; the floor's RSS is its tape)"):format(size / 1048576))

@@ -1,8 +1,12 @@
 #!/bin/sh
-# All benchmarks, one run: JSON decode (bench/json.sh) and end-to-end paging
-# (bench/paging.lua) under Lua 5.4 and LuaJIT. Pass --quick for a short run.
+# All benchmarks, one run, under Lua 5.4 and LuaJIT: JSON decode against
+# the floor (bench/json.sh), end-to-end paging from a local nginx against
+# the floor (bench/e2e.sh), and the SPEC §4 table against the mock
+# (bench/paging.lua). Pass --quick for a short run of the last.
 cd "$(dirname "$0")/.." || exit 1
-[ -x bench/json.sh ] && bench/json.sh "$@"
+uptime
+bench/json.sh || exit 1
+bench/e2e.sh || exit 1
 for lua in lua5.4 luajit; do
   echo
   CONVERSE_LUA=$lua CONVERSE_BUILD=build/$lua $lua bench/paging.lua "$@" || exit 1

@@ -175,6 +175,17 @@ describe("converse.json", function()
     end)
   end)
 
+  describe(".decode strings at the end of the text", function()
+    it("reads no byte past the text after an escape (a 2-byte character last)", function()
+      -- found by make fuzz: the character was copied 4 bytes at a time
+      for _, s in ipairs { '["\\uD62e\222\163', '["\\n\195\169', '"\\t\222\163' } do
+        raises_json(function() json.decode(s) end, "unexpected end of input")
+      end
+      assert.are.same({ "\237\152\174\222\163" }, json.decode('["\\uD62e\222\163"]'))
+      assert.are.equal("\n\195\169", json.decode('"\\n\195\169"'))
+    end)
+  end)
+
   describe(".decode duplicate keys", function()
     it("raises on a duplicate key, naming it, with the offset of its quote", function()
       local e = raises_json(function() json.decode('{"a":1,"a":2}') end, 'duplicate key "a"')
@@ -226,6 +237,53 @@ describe("converse.json", function()
         want[i] = t
       end
       assert.are.same(want, json.decode("[" .. table.concat(docs, ",") .. "]"))
+    end)
+
+    it("learns a record shape with optional keys and still finds every duplicate", function()
+      -- shape prediction: {a,b,c} then {a,c} then {a,b,c}: each key is
+      -- predicted from the one before it; a missed prediction is learned again
+      local docs = {}
+      for i = 1, 30 do
+        docs[i] = i % 3 == 0 and ('{"a":%d,"c":%d}'):format(i, i) or ('{"a":%d,"b":%d,"c":%d}'):format(i, i, i)
+      end
+      local t = json.decode("[" .. table.concat(docs, ",") .. "]")
+      for i = 1, 30 do
+        assert.are.same(i % 3 == 0 and { a = i, c = i } or { a = i, b = i, c = i }, t[i])
+      end
+      local base = table.concat(docs, ",")
+      -- a duplicate of a predicted key, of a key found after a miss, of an escaped key
+      raises_json(function() json.decode("[" .. base .. ',{"a":1,"c":2,"a":3}]') end, 'duplicate key "a"')
+      raises_json(function() json.decode("[" .. base .. ',{"a":1,"c":2,"b":3,"c":4}]') end,
+        'duplicate key "c"')
+      raises_json(function() json.decode("[" .. base .. ',{"a":1,"\\u0063":2,"c":3}]') end,
+        'duplicate key "c"')
+      raises_json(function() json.decode("[" .. base .. ',{"\\u0061":1,"b":2,"a":3}]') end,
+        'duplicate key "a"')
+      raises_json(function() json.decode("[" .. base .. ',{"b":1,"a":2,"b":3}]') end, 'duplicate key "b"')
+      -- the same objects in raw mode fail the same way
+      local d = json.decoder { raw = true }
+      d:feed("[" .. base .. ',{"a":1,"c":2,"b":3,"c":4}]')
+      d:finish()
+      for _ = 1, 30 do assert.is_string(d:next()) end
+      raises_json(function() d:next() end, 'duplicate key "c"')
+    end)
+
+    it("starts a slot again when its keys stop repeating (maps keyed by ids)", function()
+      local docs = {}
+      for i = 1, 200 do
+        local parts = {}
+        for j = 1, 5 do parts[j] = ('"id%d_%d":%d'):format(i, j, j) end
+        docs[i] = "{" .. table.concat(parts, ",") .. "}"
+      end
+      for i = 201, 260 do docs[i] = ('{"x":%d,"y":"v%d"}'):format(i, i % 4) end
+      docs[261] = '{"x":1,"y":2,"x":3}'
+      local ok, e = pcall(json.decode, "[" .. table.concat(docs, ",") .. "]")
+      assert.is_false(ok)
+      assert.matches('duplicate key "x"', e.message)
+      docs[261] = nil
+      local t = json.decode("[" .. table.concat(docs, ",") .. "]")
+      assert.are.equal(5, t[200].id200_5)
+      assert.are.same({ x = 260, y = "v0" }, t[260])
     end)
 
     it("checks objects with more keys than the cache holds", function()

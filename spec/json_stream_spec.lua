@@ -305,6 +305,55 @@ describe("converse.json.decoder", function()
     end)
   end)
 
+  describe(":decoder value cache", function()
+    -- short plain string values of members whose values repeat come from a
+    -- cache of recent values: they must be exactly the decoded strings
+    local function doc(n, value)
+      local rows = {}
+      for i = 1, n do
+        rows[i] = ('{"id":%d,"campaign":"%s","tags":["%s","t"],"note":"%s"}')
+          :format(i, value(i), value(i + 1), ("x"):rep(i % 50))
+      end
+      return "[" .. table.concat(rows, ",") .. "]", rows
+    end
+
+    it("gives back exactly the values, however the bytes arrive", function()
+      local values = { "", "a", "Retention", "Onboarding", ("y"):rep(40), ("y"):rep(41),
+                       "12345678", "12345679", "abcdefgh-1", "abcdefgh-2", "esc\\\\aped", "naïve" }
+      local s = doc(400, function(i) return values[i % #values + 1] end)
+      for _, sizes in ipairs { { 65536 }, { 7 }, { 1, 3, 50 } } do
+        local out = feed_in(json.decoder(), s, sizes)
+        assert.are.equal(400, #out)
+        for i = 1, 400 do
+          local want = values[i % #values + 1]:gsub("\\\\", "\\")
+          assert.are.equal(want, out[i].campaign)
+          assert.are.equal((values[(i + 1) % #values + 1]:gsub("\\\\", "\\")), out[i].tags[1])
+          assert.are.equal(("x"):rep(i % 50), out[i].note)
+        end
+      end
+    end)
+
+    it("keeps values apart that collide in it, and many distinct ones", function()
+      local s = doc(3000, function(i) return ("v%d"):format(i * 7919 % 1000) end)
+      local out = feed_in(json.decoder(), s, { 4096 })
+      for i = 1, 3000 do
+        assert.are.equal(("v%d"):format(i * 7919 % 1000), out[i].campaign)
+        assert.are.equal(("v%d"):format((i + 1) * 7919 % 1000), out[i].tags[1])
+      end
+      local whole = json.decode(s)                    -- json.decode uses it above 64 KiB
+      assert.are.equal(3000, #whole)
+      for i = 1, 3000 do assert.are.equal(out[i].campaign, whole[i].campaign) end
+    end)
+
+    it("still applies max_string to cached values", function()
+      local d = json.decoder { max_string = 5 }
+      d:feed('[{"k":"abc"},{"k":"abc"},{"k":"abc"},{"k":"abcdef"}]')
+      d:finish()
+      for _ = 1, 3 do assert.are.equal("abc", d:next().k) end
+      raises_json(function() d:next() end, "string longer than max_string")
+    end)
+  end)
+
   describe(":feed", function()
     it("accepts an empty chunk on a fresh decoder", function()
       local d = json.decoder()

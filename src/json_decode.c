@@ -6,20 +6,25 @@
 ** of an error, and the caller tries again with more bytes.
 **
 ** Hot paths: strings without escapes are pushed straight from the input
-** (ASCII runs checked 8 bytes at a time); object keys that repeat the key
-** sequence of the previous object at the same place are pushed from the
-** key cache (json_internal.h) with no duplicate check; integers are
-** accumulated without strtod; short floats use the exact fast path
-** (mantissa <= 2^53 and a power of ten <= 22); tables are pre-sized from
-** the previous object or array seen at the same depth.
+** (plain runs checked 16 bytes at a time with SSE2, else 8); strings with
+** escapes copy their plain runs a block at a time; object keys predicted
+** by the key cache (json_internal.h) are pushed from it, their duplicate
+** check one bit; short plain values of members whose values repeat come
+** from the value cache; integers are accumulated 8 digits at a time,
+** without strtod; floats use the exact fast path (mantissa <= 2^53 and a
+** power of ten <= 22), then x87 extended precision (19 digits, 10^27)
+** where the platform has it, strtod last; tables are pre-sized from the
+** previous object or array seen at the same depth.
 **
 ** A duplicate key in any object is an error (README "JSON semantics").
 ** Stack while parsing: the caller's fixed slots (array metatable, key
-** cache), then per open object its cache slot table (depths 1..
-** CV_KEY_DEPTHS) and the table, then the pending key; per open array the
-** table. The recursion is one C frame per level (< 200 bytes even under
-** ASan), CV_JSON_DEPTH_MAX levels at most.
+** cache, value cache), then per open object the table and its cache slot
+** table (depths 1..CV_KEY_DEPTHS), then the pending key; per open array
+** the table. The recursion is two C frames per level (cv_json_value and
+** parse_object or parse_array: about 240 bytes at -O2, 400 under ASan
+** with gcc 12), CV_JSON_DEPTH_MAX levels at most.
 */
+#include <float.h>
 #include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -154,44 +159,73 @@ static size_t put_utf8(char *o, unsigned long cp) {
   return 4;
 }
 
+/* What the one-letter escapes stand for (0: not one). */
+static const char SIMPLE_ESCAPE[256] = {
+  ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b', ['f'] = '\f', ['n'] = '\n',
+  ['r'] = '\r', ['t'] = '\t'
+};
+
 /* The slow path: a string with escapes, decoded into the scratch buffer.
 ** s0 = first byte after the opening quote, p = the first backslash.
 ** Invariant at the top of the loop: scratch holds the decoded text of
-** [s0, s), and [s, p) is plain text not copied yet. */
-static const char *string_escaped(cv_parser *P, const char *s0, const char *p) {
-  const char *end = P->end, *s = s0;
+** [s0, p), and p is at a byte that is not plain (or at the end). Plain
+** runs are copied a block at a time: each block is stored whole, then
+** the output advances only by its plain bytes. */
+CV_JSON_NOINLINE static const char *string_escaped(cv_parser *P, const char *s0,
+                                                   const char *p) {
+  const char *end = P->end;
   cv_buf *b = P->scratch;
   b->len = 0;
+  if (cv_buf_add(b, s0, (size_t)(p - s0)) != 0) cv_error_oom(P->L, "decoding a string");
   for (;;) {
-    unsigned char c = 0;
-    while (end - p >= 8 && !cv_special8(p)) p += 8;
-    while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 && c != '"' && c != '\\')
-      p++;
-    if (cv_buf_add(b, s, (size_t)(p - s)) != 0) cv_error_oom(P->L, "decoding a string");
+    unsigned char c;
     if (b->len > P->max_string) cv_json_error(P, s0, "string longer than max_string");
     if (p >= end) return CV_MORE(P, p);
     c = (unsigned char)*p;
     if (c == '"') break;
-    if (cv_buf_reserve(b, 4) != 0) cv_error_oom(P->L, "decoding a string");
+    if (cv_buf_reserve(b, 4 + CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
     if (c == '\\') {
       size_t n;
       long cp;
       if (p + 1 >= end) return CV_MORE(P, p);
-      if ((cp = cv_json_escape(P, p, &n)) < 0) return NULL;
-      b->len += put_utf8(b->p + b->len, (unsigned long)cp);
-      p += n;
+      if (SIMPLE_ESCAPE[(unsigned char)p[1]] != 0) {   /* \n \t \" ...: no call */
+        b->p[b->len++] = SIMPLE_ESCAPE[(unsigned char)p[1]];
+        p += 2;
+      } else {
+        if ((cp = cv_json_escape(P, p, &n)) < 0) return NULL;
+        b->len += put_utf8(b->p + b->len, (unsigned long)cp);
+        p += n;
+      }
     } else if (c < 0x20) {
       cv_json_error(P, p, "control character in string");
     } else {
       int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
       if (k < 0) return CV_MORE(P, p);
       if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
-      memcpy(b->p + b->len, p, (size_t)k);
+      if (end - p >= 4) memcpy(b->p + b->len, p, 4);   /* room for 4 was reserved */
+      else memcpy(b->p + b->len, p, (size_t)k);
       b->len += (size_t)k;
       p += k;
     }
     if (b->len > P->max_string) cv_json_error(P, s0, "string longer than max_string");
-    s = p;
+    for (;;) {                                    /* the plain run that follows */
+      cv_mask m;
+      if (end - p < CV_BLOCK) {
+        while (p < end && cv_plain_byte((unsigned char)*p)) b->p[b->len++] = *p++;
+        break;
+      }
+      if (cv_buf_reserve(b, CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
+      m = cv_plain_mask(p);
+      cv_block_copy(b->p + b->len, p);
+      if (m != 0) {
+        size_t k = CV_PLAIN_AT(m, p);
+        p += k;
+        b->len += k;
+        break;
+      }
+      p += CV_BLOCK;
+      b->len += CV_BLOCK;
+    }
   }
   lua_pushlstring(P->L, b->p, b->len);
   return p + 1;
@@ -201,7 +235,7 @@ const char *cv_json_string(cv_parser *P, const char *p) {
   const char *s = p, *end = P->end;
   for (;;) {
     unsigned char c;
-    while (end - p >= 8 && !cv_special8(p)) p += 8;
+    p = cv_json_plain(p, end);
     if (p >= end) return CV_MORE(P, p);
     c = (unsigned char)*p;
     if (c == '"') {
@@ -211,13 +245,12 @@ const char *cv_json_string(cv_parser *P, const char *p) {
     }
     if (c == '\\') return string_escaped(P, s, p);
     if (c < 0x20) cv_json_error(P, p, "control character in string");
-    if (c < 0x80) { p++; continue; }
-    {
+    do {                                          /* a run of other characters */
       int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
       if (k < 0) return CV_MORE(P, p);
       if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
       p += k;
-    }
+    } while (p < end && (unsigned char)*p >= 0x80);
   }
 }
 
@@ -266,15 +299,43 @@ static void push_integer(cv_parser *P, const char *s, const char *e, const cv_nu
   else lua_pushnumber(L, (lua_Number)slow_double(P, s, e));
 }
 
-static const char *parse_number(cv_parser *P, const char *s) {
+#if (defined(__x86_64__) || defined(__i386__)) && LDBL_MANT_DIG == 64
+/* The x87 extended format: m (up to 2^64) and 10^k (k <= 27) are exact in
+** it, so m * 10^k or m / 10^k is one correctly rounded operation to 64
+** bits; rounding that to a double again is correct unless the first
+** rounding landed exactly halfway between two doubles (its 11 low bits
+** 10000000000), where strtod decides instead. Answers 0 then. */
+static const long double LPOW10[] = {
+  1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L, 1e11L, 1e12L, 1e13L,
+  1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L,
+  1e26L, 1e27L
+};
+#define LONG_DOUBLE_PATH 1
+static int long_double(const cv_number *n, double *out) {
+  long double x = (long double)n->m;
+  uint64_t mant;
+  x = n->exp10 < 0 ? x / LPOW10[-n->exp10] : x * LPOW10[n->exp10];
+  memcpy(&mant, &x, sizeof mant);           /* the 64-bit significand comes first */
+  if ((mant & 0x7FF) == 0x400) return 0;
+  *out = (double)x;
+  return 1;
+}
+#endif
+
+CV_JSON_NOINLINE static const char *parse_number(cv_parser *P, const char *s) {
   cv_number n;
   const char *p = cv_json_number(P, s, &n);
+  double d;
   if (p == NULL) return NULL;
   if (!n.is_float) push_integer(P, s, p, &n);
   else if (!n.overflow && n.m <= 9007199254740992ULL && n.exp10 >= -22 && n.exp10 <= 22) {
-    double d = (double)n.m;
+    d = (double)n.m;
     d = n.exp10 < 0 ? d / POW10[-n.exp10] : d * POW10[n.exp10];
     lua_pushnumber(P->L, n.neg ? -d : d);
+#ifdef LONG_DOUBLE_PATH
+  } else if (!n.overflow && n.exp10 >= -27 && n.exp10 <= 27 && long_double(&n, &d)) {
+    lua_pushnumber(P->L, n.neg ? -d : d);
+#endif
   } else {
     lua_pushnumber(P->L, (lua_Number)slow_double(P, s, p));
   }
@@ -283,38 +344,174 @@ static const char *parse_number(cv_parser *P, const char *s) {
 
 /* ---- the key cache ----------------------------------------------------- */
 
-int cv_json_slot_push(cv_parser *P) {
+const cv_head cv_heads[9] = {
+  {{0}}, {{0xFF}}, {{0xFF, 0xFF}}, {{0xFF, 0xFF, 0xFF}}, {{0xFF, 0xFF, 0xFF, 0xFF}},
+  {{0xFF, 0xFF, 0xFF, 0xFF, 0xFF}}, {{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}},
+  {{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}}, {{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}}
+};
+
+/* A new, empty slot s: its table (pushed) and its C half. */
+static cv_keyslot *new_slot(cv_parser *P, int s) {
   lua_State *L = P->L;
-  int s;
-  if (P->keys == NULL || P->depth > CV_KEY_DEPTHS) return -1;
-  s = (P->depth - 1) * CV_KEY_WAYS + (P->way & (CV_KEY_WAYS - 1));
-  if (cv_rawgeti(L, P->keys_idx, s + 1) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 16, 0);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, P->keys_idx, s + 1);
-    P->keys->n[s] = 0;                      /* a new table holds no key yet */
-  }
-  return s;
+  cv_keyslot *S;
+  lua_createtable(L, 16, 16);
+  S = (cv_keyslot *)lua_newuserdatauv(L, sizeof *S, 0);
+  S->n = 0;
+  S->first = -1;
+  S->stale = 0;
+  lua_rawseti(L, -2, 0);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, P->keys_idx, s + 1);
+  P->keys->slot[s] = S;                     /* kept alive by keys[s + 1] */
+  return S;
 }
 
-void cv_json_slot_store(cv_parser *P, int s, int slot_idx, int i, const char *raw,
-                        size_t rawn) {
+void cv_json_keys_begin(cv_parser *P, cv_objkeys *o) {
+  cv_keyslot *S;
+  int s;
+  o->pred = o->last = -1;
+  o->misses = o->count = 0;
+  o->seen = 0;
+  o->S = NULL;
+  if (P->keys == NULL || P->depth > CV_KEY_DEPTHS) { o->s = -1; return; }
+  s = (P->depth - 1) * CV_KEY_WAYS + (P->way & (CV_KEY_WAYS - 1));
+  S = P->keys->slot[s];
+  if (S == NULL || S->stale) S = new_slot(P, s);
+  else lua_rawgeti(P->L, P->keys_idx, s + 1);
+  o->S = S;
+  o->s = s;
+  o->sidx = lua_gettop(P->L);
+  o->pred = S->first;
+}
+
+void cv_json_keys_end(cv_parser *P, cv_objkeys *o) {
+  (void)P;
+  if (o->s >= 0 && o->S->n == CV_KEY_MAX && o->misses * 2 > o->count) o->S->stale = 1;
+}
+
+/* Append the decoded key on top of the stack (left there) to slot S, its
+** table at sidx; raw/rawn = its text between the quotes. */
+static int add_key(cv_parser *P, cv_keyslot *S, int sidx, const char *raw, size_t rawn) {
   lua_State *L = P->L;
-  const char *k;
+  int j = S->n;
+  cv_keyref *k = &S->k[j];
   size_t n;
-  if (s < 0 || i >= CV_KEY_MAX || P->keys->n[s] != i) return;
-  k = lua_tolstring(L, -1, &n);
+  const char *str = lua_tolstring(L, -1, &n);
   lua_pushvalue(L, -1);
-  lua_rawseti(L, slot_idx, i + 1);
+  lua_rawseti(L, sidx, j + 1);
+  lua_pushvalue(L, -1);
+  lua_pushinteger(L, j);
+  lua_rawset(L, sidx);
   if (n != rawn) {                          /* escapes: keep the raw text to compare */
     lua_pushlstring(L, raw, rawn);
-    k = lua_tostring(L, -1);
-    lua_rawseti(L, slot_idx, CV_KEY_MAX + i + 1);
+    str = lua_tostring(L, -1);
+    lua_rawseti(L, sidx, CV_KEY_MAX + j + 1);
   }
-  P->keys->slot[s].k[i].p = k;              /* kept alive by the slot table */
-  P->keys->slot[s].k[i].n = rawn;
-  P->keys->n[s] = i + 1;
+  k->p = str;                               /* kept alive by the slot table */
+  k->n = (uint32_t)rawn;
+  k->next = -1;
+  k->vscore = CV_VSCORE_START;
+  if (rawn < CV_KEY_INLINE) {
+    char w[CV_KEY_INLINE], m[CV_KEY_INLINE];
+    memset(w, 0, sizeof w);
+    memset(m, 0, sizeof m);
+    memcpy(w, raw, rawn);
+    w[rawn] = '"';
+    memset(m, 0xFF, rawn + 1);
+    memcpy(k->w, w, sizeof w);
+    memcpy(k->m, m, sizeof m);
+  }
+  S->n = j + 1;
+  return j;
+}
+
+int cv_json_key_missed(cv_parser *P, cv_objkeys *o, const char *p, const char *q) {
+  lua_State *L = P->L;
+  cv_keyslot *S;
+  int j = -1;
+  if (o->s < 0) return -1;
+  S = o->S;
+  o->misses++;
+  lua_pushvalue(L, -1);
+  if (cv_rawget(L, o->sidx) == LUA_TNUMBER) j = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (j >= 0) {
+    if ((o->seen >> j) & 1) return 1;
+  } else if (S->n < CV_KEY_MAX) {
+    j = add_key(P, S, o->sidx, p, (size_t)(q - p - 1));
+  }
+  if (o->count == 0) S->first = j;          /* learn the shape */
+  else if (o->last >= 0) S->k[o->last].next = (int16_t)j;
+  o->last = j;
+  if (j < 0) { o->pred = -1; return -1; }
+  o->pred = S->k[j].next;
+  o->seen |= (uint64_t)1 << j;
+  return 0;
+}
+
+/* ---- the value cache --------------------------------------------------- */
+
+/* Push the value cache's strings table (keys[CV_KEY_VALUES], made when
+** missing) and return its C half. keys_idx: the key cache table. */
+cv_valcache *cv_json_vals_push(lua_State *L, int keys_idx) {
+  cv_valcache *V;
+  if (cv_rawgeti(L, keys_idx, CV_KEY_VALUES + 1) == LUA_TUSERDATA) {
+    V = (cv_valcache *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, keys_idx, CV_KEY_VALUES);
+    return V;
+  }
+  lua_pop(L, 1);
+  V = (cv_valcache *)lua_newuserdatauv(L, sizeof *V, 0);
+  memset(V, 0, sizeof *V);
+  lua_rawseti(L, keys_idx, CV_KEY_VALUES + 1);
+  lua_createtable(L, CV_VAL_ENTRIES, 0);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, keys_idx, CV_KEY_VALUES);
+  return V;
+}
+
+/* Entry of the n bytes at p (readable for 8 bytes at least). */
+static unsigned val_hash(const char *p, size_t n) {
+  uint64_t a, b = 0;
+  memcpy(&a, p, 8);
+  if (n < 8) a &= cv_heads[n].u;
+  else memcpy(&b, p + n - 8, 8);
+  return (unsigned)(((a ^ (b * 31) ^ n) * 0x9E3779B97F4A7C15ULL) >> (64 - CV_VAL_BITS));
+}
+
+/* A string value of the member P->vkey, p = after its opening quote.
+** A short plain one is pushed from the value cache or put there. */
+CV_JSON_NOINLINE static const char *cached_value(cv_parser *P, const char *p) {
+  lua_State *L = P->L;
+  cv_keyref *k = P->vkey;
+  const char *q;
+  cv_valref *e;
+  size_t n;
+  unsigned h;
+  if (P->end - p < CV_VAL_MAX + 8) return cv_json_string(P, p);   /* near the end: plain */
+  q = cv_json_plain(p, p + CV_VAL_MAX + 1);
+  if (*q != '"' || q - p > CV_VAL_MAX) {    /* escapes, UTF-8 or long: not cached */
+    k->vscore--;
+    return cv_json_string(P, p);
+  }
+  n = (size_t)(q - p);
+  if (n > P->max_string) cv_json_error(P, p, "string longer than max_string");
+  h = val_hash(p, n);
+  e = &P->vals->v[h];
+  if (e->n1 == n + 1 && cv_words_eq(p, e->b, n)) {
+    lua_rawgeti(L, P->vals_idx, (int)h + 1);
+    if (k->vscore < CV_VSCORE_MAX) k->vscore++;
+    return q + 1;
+  }
+  k->vscore--;
+  lua_pushlstring(L, p, n);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, P->vals_idx, (int)h + 1);
+  memset(e->b, 0, sizeof e->b);
+  memcpy(e->b, p, n);
+  e->n1 = (uint32_t)n + 1;
+  return q + 1;
 }
 
 /* ---- the Lua stack window ---------------------------------------------- */
@@ -354,50 +551,85 @@ void cv_json_unspill(lua_State *L, int from) {
 
 /* ---- structures -------------------------------------------------------- */
 
-/* The key of member i at p (its '"'), pushed. t = the object's stack index,
-** s its cache slot (table at t - 1) or -1, *seq = keys 0..i-1 were hits. */
-static const char *parse_key(cv_parser *P, const char *p, int t, int s, int i, int *seq) {
+/* A key that is not the predicted one: p = its '"'; decoded, pushed and
+** checked. t = the object's stack index, o = what its keys have been so
+** far (o->last, o->pred, o->seen and o->count up to date). */
+CV_JSON_NOINLINE static const char *key_missed(cv_parser *P, const char *p, int t,
+                                               cv_objkeys *o) {
   lua_State *L = P->L;
   const char *q;
-  size_t hit;
+  int r;
   if (*p != '"') cv_json_error(P, p, "object key (a string) expected");
-  if (*seq && (hit = cv_json_slot_hit(P, s, i, p + 1)) != 0) {
-    lua_rawgeti(L, t - 1, i + 1);           /* distinct from keys 0..i-1: no check */
-    return p + 1 + hit;
-  }
-  if (*seq) { *seq = 0; P->keys->n[s] = i; } /* the cache follows this object now */
   if ((q = cv_json_string(P, p + 1)) == NULL) return NULL;
-  lua_pushvalue(L, -1);
-  if (cv_rawget(L, t) != LUA_TNIL) {
+  r = cv_json_key_missed(P, o, p + 1, q);
+  if (r > 0) cv_json_dup_key(P, p);
+  if (r < 0) {                              /* not in the cache: the slow check */
+    lua_pushvalue(L, -1);
+    if (cv_rawget(L, t) != LUA_TNIL) {
+      lua_pop(L, 1);
+      cv_json_dup_key(P, p);
+    }
     lua_pop(L, 1);
-    cv_json_dup_key(P, p);
   }
-  lua_pop(L, 1);
-  cv_json_slot_store(P, s, t - 1, i, p + 1, (size_t)(q - p - 2));
   return q;
 }
 
+/* The hot loop keeps the key cache state in locals: pred (the key
+** predicted next), seen (o.seen), kj (the slot's index of the member's
+** key, -1 when the cache does not hold it); o is brought up to date for
+** misses. Strings and numbers are dispatched here, not by cv_json_value. */
 static const char *parse_object(cv_parser *P, const char *p) {
   lua_State *L = P->L;
   const char *end = P->end;
-  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, i = 0, t, s, seq;
+  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, t, pred, kj = -1, count = 0;
+  int vals = P->vals != NULL;
+  uint64_t seen = 0;
+  cv_objkeys o;
   cv_json_enter(P, p);
-  s = cv_json_slot_push(P);
-  seq = s >= 0;
   lua_createtable(L, 0, P->obj_hint[h]);
   t = lua_gettop(L);
+  cv_json_keys_begin(P, &o);
+  pred = o.pred;
   p = cv_json_ws(p + 1, end);
   if (p >= end) return CV_MORE(P, p);
   if (*p != '}') {
     for (;;) {
-      if ((p = parse_key(P, p, t, s, i, &seq)) == NULL) return NULL;
+      size_t hit;
+      if (pred >= 0 && *p == '"' && (hit = cv_json_key_hit(P, &o.S->k[pred], p + 1)) != 0) {
+        kj = pred;                          /* pushed from the cache */
+        lua_rawgeti(L, o.sidx, kj + 1);
+        if ((seen >> kj) & 1) cv_json_dup_key(P, p);
+        seen |= (uint64_t)1 << kj;
+        pred = o.S->k[kj].next;
+        p += 1 + hit;
+      } else {
+        o.last = kj;
+        o.pred = pred;
+        o.seen = seen;
+        o.count = count;
+        if ((p = key_missed(P, p, t, &o)) == NULL) return NULL;
+        pred = o.pred;
+        seen = o.seen;
+        kj = o.last;
+      }
+      count++;
       p = cv_json_ws(p, end);
       if (p >= end) return CV_MORE(P, p);
       if (*p != ':') cv_json_error(P, p, "':' expected after an object key");
       p = cv_json_ws(p + 1, end);
       if (p >= end) return CV_MORE(P, p);
-      P->way = i++;
-      if ((p = cv_json_value(P, p)) == NULL) return NULL;
+      if (kj >= 0) {                        /* a cached key: its slot and its values */
+        cv_keyref *k = &o.S->k[kj];
+        P->way = kj;
+        P->vkey = vals && k->vscore > 0 ? k : NULL;
+      } else {
+        P->way = count - 1;
+        P->vkey = NULL;
+      }
+      if (*p == '"') p = P->vkey != NULL ? cached_value(P, p + 1) : cv_json_string(P, p + 1);
+      else if (CV_IS_DIGIT(*p) || *p == '-') p = parse_number(P, p);
+      else p = cv_json_value(P, p);
+      if (p == NULL) return NULL;
       lua_rawset(L, t);
       p = cv_json_ws(p, end);
       if (p >= end) return CV_MORE(P, p);
@@ -406,16 +638,20 @@ static const char *parse_object(cv_parser *P, const char *p) {
       p = cv_json_ws(p + 1, end);
       if (p >= end) return CV_MORE(P, p);
     }
-    P->obj_hint[h] = i;
+    P->obj_hint[h] = count;
   }
-  if (s >= 0) lua_remove(L, t - 1);
+  o.count = count;
+  cv_json_keys_end(P, &o);
+  if (o.s >= 0) lua_pop(L, 1);
   P->depth--;
   return p + 1;
 }
 
+/* Elements share the value cache score of the member holding the array. */
 static const char *parse_array(cv_parser *P, const char *p) {
   lua_State *L = P->L;
   const char *end = P->end;
+  cv_keyref *vkey = P->vkey;
   int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, n = 0;
   cv_json_enter(P, p);
   lua_createtable(L, P->arr_hint[h], 0);
@@ -426,6 +662,7 @@ static const char *parse_array(cv_parser *P, const char *p) {
   if (*p == ']') { P->depth--; return p + 1; }
   for (;;) {
     P->way = 0;
+    P->vkey = vkey;
     if ((p = cv_json_value(P, p)) == NULL) return NULL;
     lua_rawseti(L, -2, ++n);
     p = cv_json_ws(p, end);
@@ -458,7 +695,7 @@ static const char *spilled(cv_parser *P, const char *p) {
 
 const char *cv_json_value(cv_parser *P, const char *p) {
   switch (*p) {
-    case '"': return cv_json_string(P, p + 1);
+    case '"': return P->vkey != NULL ? cached_value(P, p + 1) : cv_json_string(P, p + 1);
     case '{': return P->depth < P->spill_at ? parse_object(P, p) : spilled(P, p);
     case '[': return P->depth < P->spill_at ? parse_array(P, p) : spilled(P, p);
     case 't':
@@ -508,7 +745,9 @@ void cv_json_options(lua_State *L, int idx, int *max_depth, size_t *max_string,
 }
 
 /* core.json_decode(s [, opts]) -> value
-** Stack: 1 = s, 2 = opts, 3 = scratch box, 4 = array metatable, 5 = key cache. */
+** Stack: 1 = s, 2 = opts, 3 = scratch box, 4 = array metatable, 5 = key
+** cache, 6 = value cache strings (texts of VALUES_FROM bytes or more). */
+#define VALUES_FROM ((size_t)64 << 10)
 int cv_json_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len), *p;
@@ -518,12 +757,14 @@ int cv_json_decode(lua_State *L) {
   int max_depth, big_string;
   size_t max_string;
   int obj_hint[CV_HINT_DEPTH] = {0}, arr_hint[CV_HINT_DEPTH] = {0};
+  cv_valcache *vals = NULL;
   lua_settop(L, 2);
   cv_json_options(L, 2, &max_depth, &max_string, &big_string);
   box = cv_buf_box(L);                                                 /* 3 */
   luaL_getmetatable(L, CV_ARRAY_MT);                                  /* 4 */
   lua_createtable(L, CV_KEY_SLOTS, 0);                                /* 5 */
-  memset(keys.n, 0, sizeof keys.n);
+  memset(&keys, 0, sizeof keys);
+  if (len >= VALUES_FROM) vals = cv_json_vals_push(L, 5);              /* 6 */
   cv_json_parser_init(&P, L, s, len, 0, 1, 0);
   P.max_depth = max_depth;
   P.max_string = max_string;
@@ -531,6 +772,8 @@ int cv_json_decode(lua_State *L) {
   P.array_mt = 4;
   P.keys_idx = 5;
   P.keys = &keys;
+  P.vals_idx = 6;
+  P.vals = vals;
   P.scratch = box;
   P.obj_hint = obj_hint;
   P.arr_hint = arr_hint;

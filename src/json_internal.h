@@ -20,30 +20,94 @@
 #include "cv.h"
 
 #define CV_JSON_MAX_STRING ((size_t)64 << 20)
+
+/* Out of line: keeps cv_json_value a small dispatcher (cheap to call). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CV_JSON_NOINLINE __attribute__((noinline))
+#else
+#define CV_JSON_NOINLINE
+#endif
 #define CV_HINT_DEPTH      8              /* object/array size hints kept per depth */
 
 /* ---- the key cache ------------------------------------------------------
 ** One slot per (object depth 1..CV_KEY_DEPTHS, position in the parent mod
-** CV_KEY_WAYS) remembers the key sequence of an object seen there.
-** Invariant: the n keys of a slot are pairwise distinct decoded strings,
-** in the order of one object that had them as its first n keys.
-** So an object whose first keys are byte-equal, in order, to the slot's
-** needs no duplicate check for them, and its keys are pushed from the
-** cache (no hashing, no interning). Slot s's Lua half is the table
-** keys[s + 1]: [i] = the decoded key i, [CV_KEY_MAX + i] = its raw text
-** when that differs (escapes). k[i].p points into one of those strings,
-** which the table keeps alive; n is raised only after both are stored. */
+** CV_KEY_WAYS) learns the keys of the objects seen there, as Lua strings,
+** and the shape of those objects: which key came first, which key followed
+** which, last time. Each key of an object is predicted from the key before
+** it; a key whose raw text is byte-equal to its prediction is pushed from
+** the cache: no scanning, hashing or interning. Any other key is decoded,
+** looked up among the slot's keys by its string, and the prediction it
+** broke is learned again.
+** Invariants: the n keys of a slot are pairwise distinct decoded strings;
+** while an object is being parsed its slot only grows (keys are appended,
+** never changed or removed), so the object's bit set `seen` of the slot's
+** keys it has had is exact, and a cached key is a duplicate iff its bit is
+** set. A key that is not in the slot (the slot is full) is checked the
+** slow way, against the object's table (raw mode: a set of such keys).
+** Slot s's Lua half is the table keys[s + 1]: [j + 1] = the decoded key j,
+** [CV_KEY_MAX + j + 1] = its raw text when that differs (escapes), [key] =
+** j, and [0] = the userdata holding the C half (cv_keyslot), which the
+** cv_keycache points to. k[j].p points into one of those strings, which the
+** table keeps alive; n is raised only after they are stored.
+**
+** The value cache: short string values (at most CV_VAL_MAX bytes, no
+** escapes) of members whose values repeat (campaign, vendor, department)
+** are pushed from a direct-mapped table of recent values, again with no
+** hashing or interning by Lua. Each key scores its values: +1 per hit, -1
+** per miss or value that cannot be cached; at 0 its values are no longer
+** looked up (unique values such as ids and timestamps stop costing after
+** CV_VSCORE_START of them). Array elements share the score of the member
+** holding the array. Its Lua half: keys[CV_KEY_VALUES] = [h + 1] = the
+** value in entry h, keys[CV_KEY_VALUES + 1] = the userdata (cv_valcache). */
 #define CV_KEY_DEPTHS      6
 #define CV_KEY_WAYS        4
 #define CV_KEY_SLOTS       (CV_KEY_DEPTHS * CV_KEY_WAYS)
-#define CV_KEY_MAX         64
+#define CV_KEY_MAX         64                    /* keys per slot: bits of `seen` */
+#define CV_KEY_INLINE      24                    /* raw text + '"' compared a word at a time */
+#define CV_KEY_MT          (CV_KEY_SLOTS + 1)    /* keys[]: the array metatable (decoders) */
+#define CV_KEY_VALUES      (CV_KEY_SLOTS + 2)    /* keys[]: the value cache (two entries) */
 
-typedef struct cv_keyref { const char *p; size_t n; } cv_keyref;
-typedef struct cv_keyslot { cv_keyref k[CV_KEY_MAX]; } cv_keyslot;
+#define CV_VAL_BITS        8
+#define CV_VAL_ENTRIES     (1 << CV_VAL_BITS)
+#define CV_VAL_MAX         40                    /* Lua 5.4's longest short string */
+#define CV_VSCORE_START    16
+#define CV_VSCORE_MAX      64
+
+typedef struct cv_keyref {
+  uint64_t    w[3], m[3];    /* n < CV_KEY_INLINE: raw text and '"' (w), the bytes that count (m) */
+  const char *p;             /* raw text, n bytes (into a string of the slot table) */
+  uint32_t    n;
+  int16_t     next;          /* the key that followed this one last time; -1: none */
+  uint8_t     vscore;        /* value cache: > 0 while this key's values are looked up */
+} cv_keyref;
+
+typedef struct cv_keyslot {
+  int       n;               /* keys held */
+  int       first;           /* the first key of the last object; -1: none */
+  int       stale;           /* full, and its last object mostly missed: start again */
+  cv_keyref k[CV_KEY_MAX];
+} cv_keyslot;
+
 typedef struct cv_keycache {
-  int        n[CV_KEY_SLOTS];            /* keys held per slot (only these are read) */
-  cv_keyslot slot[CV_KEY_SLOTS];
+  cv_keyslot *slot[CV_KEY_SLOTS];              /* NULL until the slot is first used */
 } cv_keycache;
+
+typedef struct cv_valref {
+  uint32_t n1;               /* length + 1; 0 = empty */
+  char     b[CV_VAL_MAX + 8];  /* the value, zeros after it */
+} cv_valref;
+typedef struct cv_valcache { cv_valref v[CV_VAL_ENTRIES]; } cv_valcache;
+
+/* What an object's keys have been so far (see parse_key). */
+typedef struct cv_objkeys {
+  cv_keyslot *S;             /* the slot's C half */
+  int      s;                /* the slot, or -1 (no cache) */
+  int      sidx;             /* stack index of the slot's table */
+  int      pred;             /* the key predicted next, or -1 */
+  int      last;             /* the slot's index of the previous key, or -1 */
+  int      misses, count;    /* keys not predicted; keys */
+  uint64_t seen;             /* bit j: the object had key j of the slot */
+} cv_objkeys;
 
 /* Levels between two moves of the Lua stack window (cv_json_spill). */
 #define CV_JSON_WINDOW     1000
@@ -60,6 +124,9 @@ typedef struct cv_parser {
   int          array_mt;    /* absolute stack index of the array metatable */
   int          keys_idx;    /* absolute stack index of the key cache table */
   cv_keycache *keys;        /* its C half; NULL = no cache */
+  int          vals_idx;    /* absolute stack index of the value cache's strings */
+  cv_valcache *vals;        /* its C half; NULL = no value cache */
+  cv_keyref   *vkey;        /* the member whose value is parsed now (value cache), or NULL */
   int          way;         /* position of the value in its parent (cache slot) */
   int          window;      /* first stack slot of the current window */
   int          spill_at;    /* depth at which the window moves next */
@@ -113,29 +180,63 @@ void cv_json_spill(lua_State *L, int from, int keep);
 void cv_json_unspill(lua_State *L, int from);
 
 /* ---- the key cache (json_decode.c) ------------------------------------ */
-/* The slot of the object at P->depth (entered, P->way = its place in the
-** parent), its Lua table pushed; or -1 (nothing pushed) when the object is
-** too deep or there is no cache. */
-int cv_json_slot_push(cv_parser *P);
-/* Store the decoded key on top of the stack as key i of slot s, if the slot
-** holds exactly i keys; raw/rawn = its text between the quotes.
-** slot_idx = the stack index of the slot's table. */
-void cv_json_slot_store(cv_parser *P, int s, int slot_idx, int i, const char *raw,
-                        size_t rawn);
+/* Start the keys of the object at P->depth (entered; P->way = its place in
+** the parent): o->s = its slot with the slot's table pushed (o->sidx), or
+** -1 with nothing pushed (too deep, or no cache). */
+void cv_json_keys_begin(cv_parser *P, cv_objkeys *o);
+/* The object ended. */
+void cv_json_keys_end(cv_parser *P, cv_objkeys *o);
+/* The key at p (after its quote) was not the prediction; it was decoded
+** to the string on top of the stack and ends at q (after its quote).
+** Find it in the slot, or add it; learn where it came. Returns 1 when it
+** is a duplicate of a cached key, -1 when the slot does not hold it (the
+** caller checks it), 0 otherwise. */
+int cv_json_key_missed(cv_parser *P, cv_objkeys *o, const char *p, const char *q);
 
-/* Is key i of slot s the string at p (after its opening quote)? Then the
-** closing quote follows the cached bytes. */
-static inline size_t cv_json_slot_hit(const cv_parser *P, int s, int i, const char *p) {
-  const cv_keyref *k;
-  if (i >= P->keys->n[s]) return 0;
-  k = &P->keys->slot[s].k[i];
-  if ((size_t)(P->end - p) <= k->n || p[k->n] != '"' || memcmp(p, k->p, k->n) != 0) return 0;
-  return k->n + 1;                          /* bytes from p to after the quote */
+/* Push the value cache's strings table (keys[CV_KEY_VALUES] of the key
+** cache table at keys_idx, made when missing); returns its C half. */
+cv_valcache *cv_json_vals_push(lua_State *L, int keys_idx);
+
+/* The first k bytes of a word, in memory order (k = 0..8). */
+typedef union cv_head { unsigned char c[8]; uint64_t u; } cv_head;
+extern const cv_head cv_heads[9];
+
+/* Are the n bytes at p those at w? p is readable for n rounded up to 8
+** bytes; w holds zeros after its n bytes up to there. */
+static inline int cv_words_eq(const char *p, const char *w, size_t n) {
+  uint64_t a, b;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&a, p + i, 8);
+    memcpy(&b, w + i, 8);
+    if (a != b) return 0;
+  }
+  if (i == n) return 1;
+  memcpy(&a, p + i, 8);
+  memcpy(&b, w + i, 8);
+  return (a & cv_heads[n - i].u) == b;
+}
+
+/* Is the key at p (after its opening quote) the cached key k? The bytes
+** from p to after its closing quote when the raw text matches, else 0. */
+static inline size_t cv_json_key_hit(const cv_parser *P, const cv_keyref *k, const char *p) {
+  size_t n = k->n;
+  if (n < CV_KEY_INLINE && P->end - p >= CV_KEY_INLINE) {    /* text and quote, 3 words */
+    uint64_t a, b, c;
+    memcpy(&a, p, 8);
+    memcpy(&b, p + 8, 8);
+    memcpy(&c, p + 16, 8);
+    return (((a ^ k->w[0]) & k->m[0]) | ((b ^ k->w[1]) & k->m[1]) | ((c ^ k->w[2]) & k->m[2]))
+           == 0 ? n + 1 : 0;
+  }
+  if ((size_t)(P->end - p) <= n || p[n] != '"' || memcmp(p, k->p, n) != 0) return 0;
+  return n + 1;
 }
 
 /* ---- grammar helpers shared by both parsers ---------------------------- */
 
 static inline const char *cv_json_ws(const char *p, const char *end) {
+  if (p < end && (unsigned char)*p > ' ') return p;      /* the usual case: none */
   while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
   return p;
 }
@@ -177,15 +278,68 @@ static inline int cv_utf8_seq(const unsigned char *s, size_t n) {
   return len;
 }
 
-/* Does the 8-byte word hold a byte that ends a plain ASCII run:
-** '"', '\\', a control character, or a byte >= 0x80? */
-static inline int cv_special8(const char *p) {
+/* ---- plain runs of string text ------------------------------------------
+** A plain byte is printable ASCII other than '"' and '\\'; anything else
+** ('"', '\\', a control character, a byte >= 0x80) ends a plain run.
+** cv_plain_mask(p) looks at the CV_BLOCK bytes at p at once (SSE2: 16,
+** else one 64-bit word) and is 0 when all are plain; otherwise
+** CV_PLAIN_AT(m, p) is the offset of the first byte that is not. */
+static inline int cv_plain_byte(unsigned char c) {
+  return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#include <emmintrin.h>
+#define CV_BLOCK 16
+typedef unsigned cv_mask;
+static inline cv_mask cv_plain_mask(const char *p) {
+  __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                        _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                           _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));   /* signed: < 0x20 or >= 0x80 */
+  return (cv_mask)_mm_movemask_epi8(m);
+}
+/* Copy the block at p to o (CV_BLOCK bytes). */
+static inline void cv_block_copy(char *o, const char *p) {
+  _mm_storeu_si128((__m128i *)(void *)o, _mm_loadu_si128((const __m128i *)(const void *)p));
+}
+#define CV_PLAIN_AT(m, p)  ((size_t)__builtin_ctz(m))
+#else
+#define CV_BLOCK 8
+typedef uint64_t cv_mask;
+/* The high bit of each byte that is not plain. The lowest such byte is
+** exact (no borrow reaches it from below), which is all CV_PLAIN_AT reads. */
+static inline cv_mask cv_plain_mask(const char *p) {
   uint64_t x, q, b;
   const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
   memcpy(&x, p, 8);
   q = x ^ (ones * '"');
   b = x ^ (ones * '\\');
-  return (((x - ones * 0x20) | (q - ones) | (b - ones) | x) & high) != 0;
+  return ((x - ones * 0x20) | (q - ones) | (b - ones) | x) & high;
+}
+static inline void cv_block_copy(char *o, const char *p) { memcpy(o, p, 8); }
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) \
+    && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define CV_PLAIN_AT(m, p)  ((size_t)__builtin_ctzll(m) >> 3)
+#else
+static inline size_t cv_plain_at(const char *p) {
+  size_t i = 0;
+  while (cv_plain_byte((unsigned char)p[i])) i++;   /* the mask says one is not */
+  return i;
+}
+#define CV_PLAIN_AT(m, p)  cv_plain_at(p)
+#endif
+#endif
+
+/* The first byte in [p, end) that is not plain, or end. */
+static inline const char *cv_json_plain(const char *p, const char *end) {
+  while (end - p >= CV_BLOCK) {
+    cv_mask m = cv_plain_mask(p);
+    if (m != 0) return p + CV_PLAIN_AT(m, p);
+    p += CV_BLOCK;
+  }
+  while (p < end && cv_plain_byte((unsigned char)*p)) p++;
+  return p;
 }
 
 /* Four hex digits at p -> code unit, or -1. */
@@ -208,6 +362,33 @@ static inline long cv_hex4(const char *p) {
 ** the text ends inside it (not final), raises on a bad escape. */
 long cv_json_escape(cv_parser *P, const char *p, size_t *len);
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ \
+    && (defined(__GNUC__) || defined(__clang__))
+#define CV_SWAR_DIGITS 1
+/* Digits 8 bytes at a time (first digit in the lowest byte). How many of
+** the bytes of x are digits before the first that is not (0..8): every
+** byte below that one is a digit, so no carry reaches it. */
+static inline unsigned cv_digit_run(uint64_t x) {
+  uint64_t nd = ((x & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL)
+              | (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) ^ 0x3030303030303030ULL);
+  return nd == 0 ? 8 : (unsigned)__builtin_ctzll(nd) >> 3;
+}
+
+/* The value of the first k (1..8) digits of x, and 10^k in *scale
+** (fast_float's parse_eight_digits, on k digits shifted up behind zeros). */
+static inline uint64_t cv_digits_value(uint64_t x, unsigned k, uint64_t *scale) {
+  static const uint64_t POW[9] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                   100000000 };
+  x -= 0x3030303030303030ULL;                /* digits are >= '0': no borrow below them */
+  if (k < 8) x <<= 8 * (8 - k);
+  x = x * 10 + (x >> 8);
+  x = (((x & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32)))
+       + (((x >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >> 32;
+  *scale = POW[k];
+  return x;
+}
+#endif
+
 /* A number's grammar, shared by both parsers. */
 typedef struct cv_number {
   uint64_t m;               /* the significant digits (up to 19) */
@@ -228,14 +409,26 @@ static inline const char *cv_json_number(cv_parser *P, const char *p, cv_number 
     p++;
     if (p < end && CV_IS_DIGIT(*p)) cv_json_error(P, s, "number with a leading zero");
   } else if (CV_IS_DIGIT(*p)) {
-    do {
+#ifdef CV_SWAR_DIGITS
+    while (m < 100000000000ULL && end - p >= 8) {  /* the loop below, up to 8 digits at once */
+      uint64_t x, scale, v;
+      unsigned k;
+      memcpy(&x, p, 8);
+      if ((k = cv_digit_run(x)) == 0) break;
+      v = cv_digits_value(x, k, &scale);
+      m = m * scale + v;
+      p += k;
+      if (k < 8) break;
+    }
+#endif
+    while (p < end && CV_IS_DIGIT(*p)) {
       unsigned d = (unsigned)(*p - '0');
       if (m < 1844674407370955161ULL || (m == 1844674407370955161ULL && d <= 5))
         m = m * 10 + d;
       else
         n->overflow = 1;
       p++;
-    } while (p < end && CV_IS_DIGIT(*p));
+    }
   } else {
     cv_json_error(P, s, "invalid number");
   }
@@ -243,11 +436,24 @@ static inline const char *cv_json_number(cv_parser *P, const char *p, cv_number 
     n->is_float = 1;
     if (++p >= end) return CV_MORE(P, p);
     if (!CV_IS_DIGIT(*p)) cv_json_error(P, p, "digit expected after '.'");
-    do {
+#ifdef CV_SWAR_DIGITS
+    while (m < 1000000000ULL && end - p >= 8) {
+      uint64_t x, scale, v;
+      unsigned k;
+      memcpy(&x, p, 8);
+      if ((k = cv_digit_run(x)) == 0) break;
+      v = cv_digits_value(x, k, &scale);
+      m = m * scale + v;
+      n->exp10 -= (int)k;
+      p += k;
+      if (k < 8) break;
+    }
+#endif
+    while (p < end && CV_IS_DIGIT(*p)) {
       if (m < 100000000000000000ULL) { m = m * 10 + (unsigned)(*p - '0'); n->exp10--; }
       else n->overflow = 1;
       p++;
-    } while (p < end && CV_IS_DIGIT(*p));
+    }
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
     int eneg = 0, ev = 0;

@@ -12,11 +12,10 @@
 ** Invariant: every append is non-empty, so out->len == 0 at the end iff
 ** nothing was appended.
 **
-** Duplicate keys: keys that repeat the key cache's sequence need no check
-** (json_internal.h). At the first other key of an object, a Lua table of
-** the object's decoded keys so far is made (the cached ones, then each new
-** key). Stack per open object: its cache slot table (depths 1 ..
-** CV_KEY_DEPTHS), then that set (nil until needed). Arrays hold no slot.
+** Duplicate keys: keys the key cache holds are checked by its bit set
+** (json_internal.h); the others go into a Lua table of such keys, made at
+** the first of them. Stack per open object: its cache slot table (depths
+** 1 .. CV_KEY_DEPTHS), then that set (nil until needed). Arrays hold no slot.
 */
 #include "json_internal.h"
 
@@ -52,9 +51,7 @@ static const char *raw_string(cv_parser *P, const char *p) {
   int escaped = 0;
   for (;;) {
     unsigned char c;
-    while (end - p >= 8 && !cv_special8(p)) p += 8;
-    while (p < end && (c = (unsigned char)*p) >= 0x20 && c < 0x80 && c != '"' && c != '\\')
-      p++;
+    p = cv_json_plain(p, end);
     escaped |= p < end && *p == '\\';
     if (escaped && (size_t)(p - s) - shrink > P->max_string)
       cv_json_error(P, s, "string longer than max_string");
@@ -83,41 +80,46 @@ static const char *raw_string(cv_parser *P, const char *p) {
   return p + 1;
 }
 
-/* The set of the object's keys, made at key i: keys 0..i-1 were cache
-** hits, so they are slot table entries 1..i (the slot table is at set - 1). */
-static void new_set(cv_parser *P, int set, int i) {
-  lua_State *L = P->L;
-  int j;
-  lua_createtable(L, 0, i + 4);
-  for (j = 1; j <= i; j++) {
-    lua_rawgeti(L, set - 1, j);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-  }
-  lua_replace(L, set);
-}
-
-/* The key of member i at p (its '"'); s = the cache slot or -1, set = the
-** stack index of the key set, *seq = keys 0..i-1 were cache hits. */
-static const char *raw_key(cv_parser *P, const char *p, int s, int set, int i, int *seq) {
+/* The key at p (its '"'); set = the stack index of the set of the
+** object's keys that the cache does not hold (nil until needed), o = what
+** its keys have been so far (json_internal.h, the key cache). */
+static const char *raw_key(cv_parser *P, const char *p, int set, cv_objkeys *o) {
   lua_State *L = P->L;
   const char *q;
   size_t hit;
+  int r;
   if (*p != '"') cv_json_error(P, p, "object key (a string) expected");
-  if (*seq && (hit = cv_json_slot_hit(P, s, i, p + 1)) != 0) return p + 1 + hit;
-  if (lua_isnil(L, set)) new_set(P, set, i);
-  if (*seq) { *seq = 0; P->keys->n[s] = i; }
-  if ((q = cv_json_string(P, p + 1)) == NULL) return NULL;
-  lua_pushvalue(L, -1);
-  if (cv_rawget(L, set) != LUA_TNIL) {
-    lua_pop(L, 1);
-    cv_json_dup_key(P, p);
+  if (o->pred >= 0 && (hit = cv_json_key_hit(P, &o->S->k[o->pred], p + 1)) != 0) {
+    int j = o->pred;
+    if ((o->seen >> j) & 1) {
+      lua_rawgeti(L, o->sidx, j + 1);
+      cv_json_dup_key(P, p);
+    }
+    o->seen |= (uint64_t)1 << j;
+    o->last = j;
+    o->pred = o->S->k[j].next;
+    o->count++;
+    return p + 1 + hit;
   }
-  lua_pop(L, 1);
-  lua_pushvalue(L, -1);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, set);
-  cv_json_slot_store(P, s, set - 1, i, p + 1, (size_t)(q - p - 2));
+  if ((q = cv_json_string(P, p + 1)) == NULL) return NULL;
+  r = cv_json_key_missed(P, o, p + 1, q);
+  o->count++;
+  if (r > 0) cv_json_dup_key(P, p);
+  if (r < 0) {                              /* not in the cache: the set */
+    if (lua_isnil(L, set)) {
+      lua_newtable(L);
+      lua_replace(L, set);
+    }
+    lua_pushvalue(L, -1);
+    if (cv_rawget(L, set) != LUA_TNIL) {
+      lua_pop(L, 1);
+      cv_json_dup_key(P, p);
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, set);
+  }
   lua_pop(L, 1);
   return q;
 }
@@ -125,23 +127,23 @@ static const char *raw_key(cv_parser *P, const char *p, int s, int set, int i, i
 static const char *raw_object(cv_parser *P, const char *p) {
   lua_State *L = P->L;
   const char *end = P->end;
-  int i = 0, s, set, seq;
+  int set;
+  cv_objkeys o;
   cv_json_enter(P, p);
-  s = cv_json_slot_push(P);
-  seq = s >= 0;
+  cv_json_keys_begin(P, &o);
   lua_pushnil(L);
   set = lua_gettop(L);
   p = raw_ws(P, p + 1);
   if (p >= end) return CV_MORE(P, p);
   if (*p != '}') {
     for (;;) {
-      if ((p = raw_key(P, p, s, set, i, &seq)) == NULL) return NULL;
+      if ((p = raw_key(P, p, set, &o)) == NULL) return NULL;
       p = raw_ws(P, p);
       if (p >= end) return CV_MORE(P, p);
       if (*p != ':') cv_json_error(P, p, "':' expected after an object key");
       p = raw_ws(P, p + 1);
       if (p >= end) return CV_MORE(P, p);
-      P->way = i++;
+      P->way = o.last >= 0 ? o.last : o.count - 1;
       if ((p = raw_value(P, p)) == NULL) return NULL;
       p = raw_ws(P, p);
       if (p >= end) return CV_MORE(P, p);
@@ -151,7 +153,8 @@ static const char *raw_object(cv_parser *P, const char *p) {
       if (p >= end) return CV_MORE(P, p);
     }
   }
-  lua_settop(L, set - 1 - (s >= 0));
+  cv_json_keys_end(P, &o);
+  lua_settop(L, set - 1 - (o.s >= 0));
   P->depth--;
   return p + 1;
 }

@@ -83,6 +83,7 @@ struct cv_decoder {
   int         obj_hint[CV_HINT_DEPTH], arr_hint[CV_HINT_DEPTH];
   int         keys_ref;                    /* the key cache's Lua half (registry) */
   cv_keycache keys;
+  cv_valcache *vals;                       /* the value cache (table mode), kept by keys_ref */
 };
 
 /* ---- the input buffer (no Lua) ----------------------------------------- */
@@ -166,16 +167,19 @@ static int outer_depth(const cv_decoder *d) {
 }
 
 /* A parser over the unconsumed bytes; call with the fixed slots pushed
-** (array metatable at mt_idx, key cache at mt_idx + 1; 0 = none). */
-static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int mt_idx) {
+** (key cache at base, array metatable at base + 1, value cache at base + 2;
+** 0 = none). */
+static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int base) {
   cv_json_parser_init(P, L, in_begin(d), d->in.len - d->start, d->off, d->eof, outer_depth(d));
   P->max_depth = d->max_depth;
   P->max_string = d->max_string;
   P->big_string = d->big_string;
-  P->array_mt = mt_idx;
-  if (mt_idx != 0) {
-    P->keys_idx = mt_idx + 1;
+  if (base != 0) {
+    P->keys_idx = base;
     P->keys = &d->keys;
+    P->array_mt = base + 1;
+    P->vals_idx = base + 2;
+    P->vals = d->vals;
   }
   P->scratch = &d->scratch;
   P->obj_hint = d->obj_hint;
@@ -288,13 +292,13 @@ static const char *parse_in(cv_parser *P, int mode) {
 
 /* Parse (pushed) or skip the value at buf[start], as `mode` says.
 ** Returns 1 when done, 0 when more bytes are needed. */
-static int take_value(lua_State *L, cv_decoder *d, int mode, int mt_idx) {
+static int take_value(lua_State *L, cv_decoder *d, int mode, int base) {
   cv_parser P;
   const char *what, *p;
   size_t max = value_limit(d, &what), ext;
   int top = lua_gettop(L);
   if (d->scan_pos == 0 && mode != TAKE_SKIP) {      /* fast path: parse in place */
-    init_parser(L, d, &P, mt_idx);
+    init_parser(L, d, &P, base);
     if ((size_t)(P.end - P.base) > max) { P.end = P.base + max + 1; P.final = 0; }
     if ((p = parse_in(&P, mode)) != NULL) {
       if ((size_t)(p - P.base) > max) fail(L, d, NULL, "%s", what);
@@ -308,7 +312,7 @@ static int take_value(lua_State *L, cv_decoder *d, int mode, int mt_idx) {
     return 0;
   }
   if (mode != TAKE_SKIP) {
-    init_parser(L, d, &P, mt_idx);
+    init_parser(L, d, &P, base);
     P.end = P.base + ext;
     P.final = 1;
     if ((p = parse_in(&P, mode)) != P.end) cv_json_error(&P, p, "unexpected data after a value");
@@ -378,11 +382,11 @@ static int key_seen(lua_State *L, cv_decoder *d) {
 }
 
 /* Decode the member key at buf[start] (a string) into d->key. */
-static int take_key(lua_State *L, cv_decoder *d, int mt_idx) {
+static int take_key(lua_State *L, cv_decoder *d, int base) {
   size_t n;
   const char *s;
   uint64_t at = d->off;
-  if (!take_value(L, d, TAKE_TABLE, mt_idx)) return 0;
+  if (!take_value(L, d, TAKE_TABLE, base)) return 0;
   s = lua_tolstring(L, -1, &n);
   d->key.len = 0;
   if (cv_buf_add(&d->key, s, n) != 0) cv_error_oom(L, "decoding an envelope key");
@@ -400,7 +404,7 @@ static void close_container(cv_decoder *d) {
 /* ---- the state machine ------------------------------------------------- */
 
 /* ST_VALUE: the value of member d->key; c = its first byte. */
-static int member_value(lua_State *L, cv_decoder *d, int c, int mt_idx) {
+static int member_value(lua_State *L, cv_decoder *d, int c, int base) {
   if (d->scan_pos == 0 && key_is(d, d->level)) {
     if (d->level == d->npath - 1 && c == '[') {
       d->state = ST_ARR_FIRST;                 /* its '[' is not envelope */
@@ -416,7 +420,7 @@ static int member_value(lua_State *L, cv_decoder *d, int c, int mt_idx) {
     if (d->level == d->npath - 1 && c != 'n')
       fail(L, d, NULL, "the records field '%s' is not an array", d->path[d->level]);
   }
-  if (!take_value(L, d, TAKE_TABLE, mt_idx)) return 0;
+  if (!take_value(L, d, TAKE_TABLE, base)) return 0;
   set_env(L, d);
   d->state = ST_OBJ_NEXT;
   return 1;
@@ -436,7 +440,7 @@ static int next_byte(lua_State *L, cv_decoder *d) {
   return fail(L, d, NULL, "unexpected end of input");
 }
 
-static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
+static int step(lua_State *L, cv_decoder *d, int skip, int base) {
   int rec = skip ? TAKE_SKIP : d->raw ? TAKE_RAW : TAKE_TABLE;
   for (;;) {
     int c;
@@ -451,7 +455,7 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
                                   : "a JSON array of records expected");
         break;
       case ST_WHOLE:
-        if (!take_value(L, d, rec, mt_idx)) return CV_DEC_MORE;
+        if (!take_value(L, d, rec, base)) return CV_DEC_MORE;
         d->state = ST_TRAILING;
         d->count++;
         return CV_DEC_RECORD;
@@ -460,7 +464,7 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         /* fall through */
       case ST_KEY:
         if (c != '"') fail(L, d, NULL, "object key (a string) expected");
-        if (!take_key(L, d, mt_idx)) return CV_DEC_MORE;
+        if (!take_key(L, d, base)) return CV_DEC_MORE;
         d->state = ST_COLON;
         break;
       case ST_COLON:
@@ -469,7 +473,7 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         d->state = ST_VALUE;
         break;
       case ST_VALUE:
-        if (!member_value(L, d, c, mt_idx)) return CV_DEC_MORE;
+        if (!member_value(L, d, c, base)) return CV_DEC_MORE;
         break;
       case ST_OBJ_NEXT:
         if (c != ',' && c != '}') fail(L, d, NULL, "',' or '}' expected in an object");
@@ -486,7 +490,7 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
         d->state = ST_ARR_ITEM;
         /* fall through */
       case ST_ARR_ITEM:
-        if (!take_value(L, d, rec, mt_idx)) return CV_DEC_MORE;
+        if (!take_value(L, d, rec, base)) return CV_DEC_MORE;
         d->state = ST_ARR_NEXT;
         d->count++;
         return CV_DEC_RECORD;
@@ -505,19 +509,22 @@ static int step(lua_State *L, cv_decoder *d, int skip, int mt_idx) {
   }
 }
 
+/* Stack while stepping: base = the key cache table, then the array
+** metatable and the value cache's strings (both kept in the key cache). */
 static int next_or_skip(lua_State *L, cv_decoder *d, int skip) {
-  int r, mt;
+  int r, base;
   if (d->closed) return cv_error_raise(L, "usage", "decoder is closed");
   if (d->feed_err == FEED_OOM) cv_error_oom(L, "buffering the body");
   if (d->feed_err == FEED_TOO_BIG) fail(L, d, NULL, "body larger than max_body");
   if (d->feed_err == FEED_CLOSED)
     fail(L, d, NULL, "the transfer was closed before the body was complete");
-  luaL_getmetatable(L, CV_ARRAY_MT);
-  mt = lua_gettop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, d->keys_ref);
-  r = step(L, d, skip, mt);
-  if (r == CV_DEC_RECORD && !skip) { lua_remove(L, mt); lua_remove(L, mt); }
-  else lua_settop(L, mt - 1);
+  base = lua_gettop(L);
+  lua_rawgeti(L, base, CV_KEY_MT);
+  lua_rawgeti(L, base, CV_KEY_VALUES);
+  r = step(L, d, skip, base);
+  if (r == CV_DEC_RECORD && !skip) lua_replace(L, base);
+  lua_settop(L, base - (r != CV_DEC_RECORD || skip));
   return r;
 }
 
@@ -591,7 +598,9 @@ cv_decoder *cv_decoder_new(lua_State *L, int opts) {
   d->closed = 1;                              /* until fully set up */
   d->env_ref = d->keys_ref = LUA_NOREF;
   luaL_setmetatable(L, CV_DECODER_MT);
-  lua_createtable(L, CV_KEY_SLOTS, 0);
+  lua_createtable(L, CV_KEY_VALUES + 1, 0);           /* the key cache table */
+  luaL_getmetatable(L, CV_ARRAY_MT);
+  lua_rawseti(L, -2, CV_KEY_MT);
   d->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   cv_json_options(L, opts, &d->max_depth, &d->max_string, &d->big_string);
   d->max_record = CV_JSON_MAX_STRING;
@@ -619,6 +628,11 @@ cv_decoder *cv_decoder_new(lua_State *L, int opts) {
     }
   }
   if (opts != 0) lua_pop(L, 1);              /* records */
+  if (!d->raw) {                             /* raw mode pushes no values */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->keys_ref);
+    d->vals = cv_json_vals_push(L, lua_gettop(L));
+    lua_pop(L, 2);
+  }
   cv_decoder_reset(d);
   return d;
 }
@@ -638,9 +652,17 @@ static int dec_feed(lua_State *L) {
   return 1;
 }
 
-/* d:next() -> record | nil, "more" | nil, "done" */
+/* d:next() -> record | nil, "more" | nil, "done"
+** Called once per record: its type check compares the metatable with
+** upvalue 1 (luaL_checkudata looks the name up in the registry each time). */
 static int dec_next(lua_State *L) {
-  cv_decoder *d = check_open(L);
+  cv_decoder *d = (cv_decoder *)lua_touserdata(L, 1);
+  int ok = 0;
+  if (d != NULL && lua_getmetatable(L, 1)) {
+    ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!ok || d->closed) d = check_open(L);  /* raises the usual error */
   int r = cv_decoder_next(L, d);
   if (r == CV_DEC_RECORD) return 1;
   lua_pushnil(L);
@@ -702,7 +724,8 @@ static int dec_close(lua_State *L) {
   luaL_unref(L, LUA_REGISTRYINDEX, d->env_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, d->keys_ref);
   d->env_ref = d->keys_ref = LUA_NOREF;
-  memset(d->keys.n, 0, sizeof d->keys.n);
+  memset(&d->keys, 0, sizeof d->keys);       /* their memory goes with the table */
+  d->vals = NULL;
   return 0;
 }
 
@@ -714,9 +737,8 @@ static int dec_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg dec_methods[] = {
+static const luaL_Reg dec_methods[] = {     /* and next (cv_decoder_open) */
   {"feed",      dec_feed},
-  {"next",      dec_next},
   {"skip",      dec_skip},
   {"finish",    dec_finish},
   {"envelope",  dec_envelope},
@@ -736,5 +758,11 @@ static const luaL_Reg dec_meta[] = {
 
 void cv_decoder_open(lua_State *L) {
   cv_class(L, CV_DECODER_MT, dec_meta, dec_methods);
+  luaL_getmetatable(L, CV_DECODER_MT);       /* next, with the metatable as upvalue */
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, dec_next, 1);
+  lua_setfield(L, -2, "next");
+  lua_pop(L, 2);
   lua_pushcfunction(L, dec_new);
 }

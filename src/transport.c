@@ -384,8 +384,13 @@ static int transfer_headers(lua_State *L) {
 ** Records already in the decoder are handed out before a transport failure
 ** is reported, so a retried page skips as few records as possible. */
 static int transfer_next(lua_State *L) {
-  cv_transfer *t = check_transfer(L, 1);
-  int skip = lua_toboolean(L, 2);
+  cv_transfer *t = (cv_transfer *)lua_touserdata(L, 1);   /* once per record: the type */
+  int skip = lua_toboolean(L, 2), ok = 0;                 /* by the metatable in upvalue 1 */
+  if (t != NULL && lua_getmetatable(L, 1)) {
+    ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!ok || t->state == T_CLOSED) t = check_transfer(L, 1);   /* raises the usual error */
   for (;;) {
     int json = t->dec != NULL && t->headers_done && is_2xx(t) && t->abort != ABORT_HEAD;
     if (json) {
@@ -679,9 +684,8 @@ static int transport_new(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg transfer_methods[] = {
+static const luaL_Reg transfer_methods[] = {      /* and next (cv_transport_open) */
   {"headers",   transfer_headers},
-  {"next",      transfer_next},
   {"body",      transfer_body},
   {"envelope",  transfer_envelope},
   {"done",      transfer_done},
@@ -714,6 +718,12 @@ static const luaL_Reg transport_meta[] = {
 void cv_transport_open(lua_State *L) {
   curl_global_init(CURL_GLOBAL_DEFAULT);     /* refcounted, thread-safe in 7.84+ */
   cv_class(L, TRANSFER_MT, transfer_meta, transfer_methods);
+  luaL_getmetatable(L, TRANSFER_MT);         /* next, with the metatable as upvalue */
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, transfer_next, 1);
+  lua_setfield(L, -2, "next");
+  lua_pop(L, 2);
   cv_class(L, TRANSPORT_MT, transport_meta, transport_methods);
   lua_pushcfunction(L, transport_new);
 }

@@ -272,7 +272,12 @@ function Pager:_pull(slot)
       end
     end
   end
-  local rec, kind, msg, permanent = slot.t:next()
+  return self:_took(slot, slot.t:next())
+end
+
+-- What the slot's transfer answered to next(): a record (returned), the
+-- end of the page (nil), or a failure (the page is fetched again).
+function Pager:_took(slot, rec, kind, msg, permanent)
   if rec ~= nil and rec ~= EMPTY then
     if slot.yielded == 0 and not slot.first_fp then
       self:_first_record(slot, rec)
@@ -333,13 +338,35 @@ function Pager:_current()
   return slot
 end
 
+-- The per-record path. While the current page streams plainly (its head
+-- awaited, its first record checked, nothing buffered), `self.fast` is its
+-- slot and a record costs one protected call of the transfer's next();
+-- anything else (the page's end, a failure, every 128th record while the
+-- next request waits for this page's envelope) goes the general way.
 function Pager:_next_record()
+  local slot = self.fast
+  if slot then
+    local ok, rec, kind, msg, permanent = pcall(slot.t_next, slot.t)
+    if ok and rec ~= nil and rec ~= EMPTY then
+      local y = slot.yielded + 1
+      if not self.want_envelope or y % 128 ~= 0 then
+        slot.yielded, slot.last = y, rec
+        return rec
+      end
+    end
+    self.fast = nil
+    if not ok then self:_raise(rec, slot) end
+    ok, rec = pcall(self._took, self, slot, rec, kind, msg, permanent)
+    if not ok then self:_raise(rec, slot) end
+    if rec ~= nil then return rec end
+    self:_finish(slot)
+  end
   if self.closed then
     if self.finished and not self.ended then self.ended = true return nil end
     errors.usage(CLOSED)
   end
   while true do
-    local slot = self:_current()
+    slot = self:_current()
     if not slot then self.ended = true return nil end
     if slot ~= self.current then             -- a new page: does the next one wait for it?
       self.current = slot
@@ -347,7 +374,13 @@ function Pager:_next_record()
     end
     local ok, rec = pcall(self._pull, self, slot)
     if not ok then self:_raise(rec, slot) end
-    if rec ~= nil then return rec end
+    if rec ~= nil then
+      if slot.ready and not slot.buffer and slot.first_fp and not self.closed then
+        slot.t_next = slot.t_next or slot.t.next
+        self.fast = slot
+      end
+      return rec
+    end
     self:_finish(slot)
   end
 end
@@ -420,6 +453,7 @@ end
 
 --- Stop iterating and release every connection (safe to call twice).
 function Pager:close()
+  self.fast = nil
   if self.closed then return end
   self:position()                        -- keep it: the state machine is closed below
   self.closed = true
