@@ -56,7 +56,8 @@ int cv_json_verror(cv_parser *P, const char *p, const char *fmt, va_list ap) {
 int cv_json_error(cv_parser *P, const char *p, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  return cv_json_verror(P, p, fmt, ap);      /* never returns: no va_end needed */
+  /* cppcheck-suppress va_end_missing ; cv_json_verror never returns */
+  return cv_json_verror(P, p, fmt, ap);
 }
 
 /* The key is shown up to 60 bytes (cut on a character boundary), control
@@ -186,13 +187,13 @@ CV_JSON_NOINLINE static const char *string_escaped(cv_parser *P, const char *s0,
     if (cv_buf_reserve(b, 4 + CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
     if (c == '\\') {
       size_t n;
-      long cp;
       if (p + 1 >= end) return CV_MORE(P, p);
       if (SIMPLE_ESCAPE[(unsigned char)p[1]] != 0) {   /* \n \t \" ...: no call */
         b->p[b->len++] = SIMPLE_ESCAPE[(unsigned char)p[1]];
         p += 2;
       } else {
-        if ((cp = cv_json_escape(P, p, &n)) < 0) return NULL;
+        long cp = cv_json_escape(P, p, &n);
+        if (cp < 0) return NULL;
         b->len += put_utf8(b->p + b->len, (unsigned long)cp);
         p += n;
       }
@@ -264,7 +265,7 @@ static const double POW10[] = {
 /* strtod on [s, e), whatever LC_NUMERIC says the decimal point is. */
 static double slow_double(cv_parser *P, const char *s, const char *e) {
   char tmp[128], *buf = tmp, dp = localeconv()->decimal_point[0];
-  size_t n = (size_t)(e - s), i;
+  size_t n = (size_t)(e - s);
   if (n >= sizeof tmp) {
     P->scratch->len = 0;
     if (cv_buf_reserve(P->scratch, n + 1) != 0) cv_error_oom(P->L, "decoding a number");
@@ -272,8 +273,10 @@ static double slow_double(cv_parser *P, const char *s, const char *e) {
   }
   memcpy(buf, s, n);
   buf[n] = '\0';
-  if (dp != '.')
+  if (dp != '.') {
+    size_t i;
     for (i = 0; i < n; i++) if (buf[i] == '.') buf[i] = dp;
+  }
   return strtod(buf, NULL);
 }
 
@@ -581,9 +584,8 @@ CV_JSON_NOINLINE static const char *key_missed(cv_parser *P, const char *p, int 
 static const char *parse_object(cv_parser *P, const char *p) {
   lua_State *L = P->L;
   const char *end = P->end;
-  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, t, pred, kj = -1, count = 0;
+  int h = P->depth < CV_HINT_DEPTH ? P->depth : CV_HINT_DEPTH - 1, t, pred, count = 0;
   int vals = P->vals != NULL;
-  uint64_t seen = 0;
   cv_objkeys o;
   cv_json_enter(P, p);
   lua_createtable(L, 0, P->obj_hint[h]);
@@ -593,6 +595,8 @@ static const char *parse_object(cv_parser *P, const char *p) {
   p = cv_json_ws(p + 1, end);
   if (p >= end) return CV_MORE(P, p);
   if (*p != '}') {
+    int kj = -1;
+    uint64_t seen = 0;
     for (;;) {
       size_t hit;
       if (pred >= 0 && *p == '"' && (hit = cv_json_key_hit(P, &o.S->k[pred], p + 1)) != 0) {
