@@ -6,21 +6,30 @@
 #   scripts/test.sh --asan       Lua 5.4 against build/asan (ASan + UBSan)
 #   scripts/test.sh --valgrind   Lua 5.4 under valgrind (leak check)
 #   extra arguments after the mode are passed to busted (e.g. spec/json_spec.lua)
+# The Lua versions run TEST_JOBS at a time (default 2): the suite spends most
+# of its time waiting on its servers (latency, rate limits, timeouts), and
+# every server it starts takes a free port and a temp dir of its own. Each
+# version's output is printed whole when it ends.
 cd "$(dirname "$0")/.." || exit 1
 mode=normal
 case "$1" in --asan|--valgrind) mode=${1#--}; shift ;; esac
-log=$(mktemp); trap 'rm -f "$log"' EXIT
+logs=$(mktemp -d); trap 'rm -rf "$logs"' EXIT
 passed=0; failed=0; rc=0
 
-run() { # name lua build [wrapper...]
+busted_run() { # name lua build [wrapper...] > its log; exit status in $logs/<name>.rc
   name=$1; lua=$2; build=$3; shift 3
-  echo "== busted under $name"
   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$build/?.so;;" \
   CONVERSE_LUA="$lua" CONVERSE_BUILD="$build" \
-    "$@" "$lua" /usr/bin/busted --output=utfTerminal ${SPECS:-spec} >"$log" 2>&1
-  status=$?
-  cat "$log"
-  line=$(grep -aE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors?' "$log" | tail -n 1)
+    "$@" "$lua" /usr/bin/busted --output=utfTerminal ${SPECS:-spec} >"$logs/$name.log" 2>&1
+  echo $? >"$logs/$name.rc"
+}
+
+tally() { # name: print its log, add its summary line to the totals
+  name=$1
+  echo "== busted under $name"
+  cat "$logs/$name.log"
+  status=$(cat "$logs/$name.rc" 2>/dev/null || echo 1)
+  line=$(grep -aE '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors?' "$logs/$name.log" | tail -n 1)
   if [ -z "$line" ]; then
     echo "converse: busted under $name printed no summary (exit $status)"
     failed=$((failed + 1)); rc=1; return
@@ -32,13 +41,26 @@ run() { # name lua build [wrapper...]
   [ "$status" -ne 0 ] && rc=1
 }
 
+run() { busted_run "$@"; tally "$1"; }
+
 [ $# -gt 0 ] && SPECS="$*"
 case $mode in
   normal)
+    jobs=${TEST_JOBS:-2}; running=""
     for lua in ${LUAS:-lua5.4 luajit lua5.1 lua5.2 lua5.3}; do
-      case $lua in lua5.[123]) export CONVERSE_MOCK_LUA=lua5.4 ;; *) unset CONVERSE_MOCK_LUA ;; esac
-      run "$lua" "$lua" "build/$lua"
-    done ;;
+      while [ "$(echo $running | wc -w)" -ge "$jobs" ]; do     # wait for a free slot
+        still=""
+        for l in $running; do [ -e "$logs/$l.rc" ] || still="$still $l"; done
+        running=$still
+        [ "$(echo $running | wc -w)" -ge "$jobs" ] && sleep 1
+      done
+      case $lua in lua5.[123]) mock=lua5.4 ;; *) mock= ;; esac
+      ( [ -n "$mock" ] && export CONVERSE_MOCK_LUA=$mock || unset CONVERSE_MOCK_LUA
+        busted_run "$lua" "$lua" "build/$lua" ) &
+      running="$running $lua"
+    done
+    wait
+    for lua in ${LUAS:-lua5.4 luajit lua5.1 lua5.2 lua5.3}; do tally "$lua"; done ;;
   asan)
     libasan=$(gcc -print-file-name=libasan.so)
     libubsan=$(gcc -print-file-name=libubsan.so)

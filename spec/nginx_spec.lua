@@ -19,7 +19,7 @@ end
 
 describe(wanted and "converse inside nginx" or "converse inside nginx (runs in the LuaJIT pass)", function()
   if not wanted then return end
-  local mock, tls, tls2, srv
+  local mock, tls, tls2, srv, redis
 
   setup(function()
     mock = helper.start_mock { calls = 300, reps = 12, contacts = 45, chats = 12, conversations = 70,
@@ -28,9 +28,10 @@ describe(wanted and "converse inside nginx" or "converse inside nginx (runs in t
     -- connections are pooled by scheme, host, port, SNI name and verification,
     -- not by the location's trust store: the untrusted case gets its own server
     tls2 = assert(helper.start_tls_server('[{"id":1},{"id":2}]'))
+    redis = assert(helper.start_redis())
     srv = assert(nginx.start {
       workers = 2,
-      config = { mock = mock.url, tls = tls.url, tls2 = tls2.url },
+      config = { mock = mock.url, tls = tls.url, tls2 = tls2.url, redis = redis.url },
       http = table.concat({
         "lua_shared_dict results 1m;",
         "lua_shared_dict rate 1m;",
@@ -67,6 +68,7 @@ describe(wanted and "converse inside nginx" or "converse inside nginx (runs in t
     if srv then srv:stop() end
     if tls then tls:stop() end
     if tls2 then tls2:stop() end
+    if redis then redis:stop() end
     mock:stop()
   end)
   before_each(function() mock:fresh() end)
@@ -127,11 +129,23 @@ describe(wanted and "converse inside nginx" or "converse inside nginx (runs in t
 
     it("holds for all workers together (lua_shared_dict)", function()
       local res = srv:json("/rate?mode=shared")
+      assert.is_nil(res.error)
       assert.are.equal(2, res.done)
       local count, workers, closest = windows(res.gen)
       assert.are.equal(16, count)
       assert.are.equal(2, workers)
       assert.is_true(closest >= 0.49, ("5 requests within %.3f s"):format(closest))
+    end)
+
+    it("holds for all workers together through Redis (lua-nginx-redis over cosockets)", function()
+      local res = srv:json("/rate?mode=redis")
+      assert.is_nil(res.error)
+      assert.are.equal(2, res.done)
+      local count, workers, closest = windows(res.gen)
+      assert.are.equal(16, count)
+      assert.are.equal(2, workers)
+      assert.is_true(closest >= 0.49, ("5 requests within %.3f s"):format(closest))
+      assert.matches("converse:rl:", redis:cli("--scan --pattern 'converse:rl:*'"))
     end)
 
     it("shares a 429 pause between clients of one key, not across keys", function()

@@ -226,9 +226,9 @@ describe("converse sync under kill -9 and signals", function()
   -- then run it to completion.
   local function kill_repeatedly(sink, inside)
     local p = spawn({ CONVERZ_KEY = "k", CONVERSE_SYNC_WRITE_DELAY = "0.5" }, calls(sink))
-    local deadline = socket.gettime() + 10
-    while not inside() and socket.gettime() < deadline do socket.sleep(0.005) end
-    assert.is_true(inside(), "caught the child inside a page write")
+    local deadline = socket.gettime() + 30               -- a loaded CI machine starts slowly
+    while not inside() and socket.gettime() < deadline and not p:wait(0) do socket.sleep(0.005) end
+    assert.is_true(inside(), "caught the child inside a page write; " .. p:stderr())
     p:signal("KILL")
     assert.are.equal(137, p:wait(10))
     math.randomseed(os.time())
@@ -333,9 +333,9 @@ describe("converse sync under kill -9 and signals", function()
       local text = cli.read(path) or ""
       return #text > 0 and text:sub(-1) ~= "\n"
     end
-    local deadline = socket.gettime() + 10
-    while not inside() and socket.gettime() < deadline do socket.sleep(0.005) end
-    assert.is_true(inside(), "caught the child inside a page write")
+    local deadline = socket.gettime() + 30               -- a loaded CI machine starts slowly
+    while not inside() and socket.gettime() < deadline and not p:wait(0) do socket.sleep(0.005) end
+    assert.is_true(inside(), "caught the child inside a page write; " .. p:stderr())
     p:signal("TERM")
     p:signal("TERM")
     assert.are.equal(130, p:wait(5), p:stderr())

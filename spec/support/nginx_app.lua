@@ -128,9 +128,13 @@ function M.rate_worker()
         local c = converse.client {
           base_url = config().mock .. "/converz/api/v1", auth = { header = "X-API-Key", value = KEY },
           headers = { ["X-Worker"] = ngx.worker.pid(), ["X-Gen"] = gen },
-          rate_limit = { limit = 4, window = 0.5, shared = mode == "shared" and "rate" or nil },
+          rate_limit = { limit = 4, window = 0.5,
+                         shared = mode == "shared" and "rate" or mode == "redis" and config().redis or nil },
         }
-        for _ = 1, 8 do c:get("/reps", { query = { n_per_page = 1 } }) end
+        local ok, err = pcall(function()
+          for _ = 1, 8 do c:get("/reps", { query = { n_per_page = 1 } }) end
+        end)
+        if not ok then dict:set("rate:error:" .. gen, tostring(err)) end
         dict:incr("rate:done:" .. gen, 1, 0)
       end
       ngx.sleep(0.005)
@@ -153,14 +157,14 @@ function M.pause()
   reply { wait = wait, paused = paused, other = owait, name = tostring(a) }
 end
 
---- /rate?mode=shared|local: start every worker's requests, wait for them.
+--- /rate?mode=shared|redis|local: start every worker's requests, wait for them.
 function M.rate()
   local dict = ngx.shared.results
   local gen = dict:incr("rate:gen", 1, 0)
   dict:set("rate:go", gen .. ":" .. ngx.var.arg_mode)
   local t0 = now()
   while (dict:get("rate:done:" .. gen) or 0) < M.WORKERS and now() - t0 < 30 do ngx.sleep(0.01) end
-  reply { gen = gen, done = dict:get("rate:done:" .. gen) or 0 }
+  reply { gen = gen, done = dict:get("rate:done:" .. gen) or 0, error = dict:get("rate:error:" .. gen) }
 end
 M.WORKERS = 2
 
