@@ -600,9 +600,14 @@ local function my_pid()
   return s and tonumber(s:match("^(%d+)"))
 end
 
+-- PostgreSQL's programs run without our LD_PRELOAD: under `make asan` the
+-- sanitizer runtimes are preloaded for converse's core, and `postgres -V`
+-- (run by initdb) hangs with them.
+local NO_PRELOAD = "env -u LD_PRELOAD "
+
 local function as_owner(self, cmd)
-  if self.user then return ("runuser -u %s -- %s"):format(self.user, cmd) end
-  return cmd
+  if self.user then cmd = ("runuser -u %s -- %s"):format(self.user, cmd) end
+  return NO_PRELOAD .. cmd
 end
 
 function Postgres:start_server()
@@ -691,7 +696,7 @@ end
 --- Run SQL with psql in `db` (default: the last `database()`, else postgres);
 -- its output (-At: unaligned, tuples only).
 function Postgres:psql(sql, db)
-  local f = io.popen(("psql -h 127.0.0.1 -p %d -U postgres -d %s -qAt -v ON_ERROR_STOP=1 -c %s 2>&1")
+  local f = io.popen((NO_PRELOAD .. "psql -h 127.0.0.1 -p %d -U postgres -d %s -qAt -v ON_ERROR_STOP=1 -c %s 2>&1")
     :format(self.port, db or self.db or "postgres", shell_quote(sql)))
   local out = f:read("*a")
   f:close()
