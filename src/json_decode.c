@@ -211,11 +211,11 @@ CV_JSON_NOINLINE static const char *string_escaped(cv_parser *P, const char *s0,
     if (b->len > P->max_string) cv_json_error(P, s0, "string longer than max_string");
     for (;;) {                                    /* the plain run that follows */
       cv_mask m;
-      if (end - p < CV_BLOCK) {
+      if (cv_buf_reserve(b, CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
+      if (end - p < CV_BLOCK) {                   /* the tail: fewer than CV_BLOCK bytes */
         while (p < end && cv_plain_byte((unsigned char)*p)) b->p[b->len++] = *p++;
         break;
       }
-      if (cv_buf_reserve(b, CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
       m = cv_plain_mask(p);
       cv_block_copy(b->p + b->len, p);
       if (m != 0) {
