@@ -38,7 +38,13 @@ tally() { # name: print its log, add its summary line to the totals
   f=$(echo "$line" | sed -E 's/.*\b([0-9]+) failures?.*/\1/')
   e=$(echo "$line" | sed -E 's/.*\b([0-9]+) errors?.*/\1/')
   passed=$((passed + s)); failed=$((failed + f + e))
-  [ "$status" -ne 0 ] && rc=1
+  if [ "$status" -ne 0 ]; then
+    rc=1
+    if [ $((f + e)) -eq 0 ]; then          # e.g. valgrind's or ASan's error exit after the specs
+      echo "converse: busted under $name exited $status with no failing spec: counted as one failure"
+      failed=$((failed + 1))
+    fi
+  fi
 }
 
 run() { busted_run "$@"; tally "$1"; }
