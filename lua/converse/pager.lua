@@ -191,8 +191,11 @@ function Pager:_finish(slot)
   slot.last = nil
   local stopped, code, detail = self.paging:finish(slot.number, slot.yielded, slot.first_fp, last)
   if code then self:_fail(code, detail, slot) end
-  request.emit(self.client, { type = "page", number = slot.number, cursor = slot.cursor,
-                              records = slot.yielded, url = errors.redact_url(slot.req.url) })
+  local client = self.client
+  if client.on_event or client.log then     -- no event (nor redacted URL) when nobody listens
+    request.emit(client, { type = "page", number = slot.number, cursor = slot.cursor,
+                           records = slot.yielded, url = errors.redact_url(slot.req.url) })
+  end
   if stopped then self:_drop_slots() end
   return slot
 end
