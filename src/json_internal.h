@@ -251,31 +251,35 @@ static inline void cv_json_enter(cv_parser *P, const char *p) {
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes available): >0 valid,
-** 0 invalid, -1 cut short by the end of the buffer. */
+** 0 invalid, -1 cut short by the end of the buffer.
+** cv_utf8_lead[c] describes a lead byte c: the sequence's length (0: c
+** cannot lead one), the range [lo, lo + span] of its second byte, and the
+** test of its third and fourth bytes (s[2] | s[3] << 8, masked: mask,
+** equal to val). With 4 bytes available every test is made at once, with
+** no branch on the length (valid text takes every branch the same way). */
+typedef struct cv_u8lead {
+  unsigned char  len, lo, span;
+  unsigned short mask, val;
+} cv_u8lead;
+extern const cv_u8lead cv_utf8_lead[256];
+
 static inline int cv_utf8_seq(const unsigned char *s, size_t n) {
-  unsigned c = s[0], lo = 0x80, hi = 0xBF;
-  int len;
-  if (c >= 0xC2 && c <= 0xDF) len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;               /* no UTF-16 surrogates */
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;               /* nothing above U+10FFFF */
-  } else return 0;
+  const cv_u8lead *t = &cv_utf8_lead[s[0]];
+  unsigned len = t->len;
+  if (len == 0) return 0;
+  if (n >= 4) {
+    unsigned tail = (unsigned)s[2] | (unsigned)s[3] << 8;
+    if ((unsigned)(s[1] - t->lo) > t->span || (tail & t->mask) != t->val) return 0;
+    return (int)len;
+  }
   if (n < 2) return -1;
-  if (s[1] < lo || s[1] > hi) return 0;
+  if ((unsigned)(s[1] - t->lo) > t->span) return 0;
   if (len >= 3) {
     if (n < 3) return -1;
     if ((s[2] & 0xC0) != 0x80) return 0;
   }
-  if (len == 4) {
-    if (n < 4) return -1;
-    if ((s[3] & 0xC0) != 0x80) return 0;
-  }
-  return len;
+  if (len == 4) return -1;                  /* n < 4 */
+  return (int)len;
 }
 
 /* ---- plain runs of string text ------------------------------------------

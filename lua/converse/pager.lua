@@ -191,8 +191,11 @@ function Pager:_finish(slot)
   slot.last = nil
   local stopped, code, detail = self.paging:finish(slot.number, slot.yielded, slot.first_fp, last)
   if code then self:_fail(code, detail, slot) end
-  request.emit(self.client, { type = "page", number = slot.number, cursor = slot.cursor,
-                              records = slot.yielded, url = errors.redact_url(slot.req.url) })
+  local client = self.client
+  if client.on_event or client.log then     -- no event (nor redacted URL) when nobody listens
+    request.emit(client, { type = "page", number = slot.number, cursor = slot.cursor,
+                           records = slot.yielded, url = errors.redact_url(slot.req.url) })
+  end
   if stopped then self:_drop_slots() end
   return slot
 end
@@ -343,30 +346,27 @@ end
 -- slot and a record costs one protected call of the transfer's next();
 -- anything else (the page's end, a failure, every 128th record while the
 -- next request waits for this page's envelope) goes the general way.
-function Pager:_next_record()
-  local slot = self.fast
-  if slot then
-    local ok, rec, kind, msg, permanent = pcall(slot.t_next, slot.t)
-    if ok and rec ~= nil and rec ~= EMPTY then
-      local y = slot.yielded + 1
-      if not self.want_envelope or y % 128 ~= 0 then
-        slot.yielded, slot.last = y, rec
-        return rec
-      end
-    end
-    self.fast = nil
-    if not ok then self:_raise(rec, slot) end
-    ok, rec = pcall(self._took, self, slot, rec, kind, msg, permanent)
-    if not ok then self:_raise(rec, slot) end
-    if rec ~= nil then return rec end
-    self:_finish(slot)
-  end
+-- A local function, called directly: no method lookup per record.
+local next_record
+
+-- The fast path's call answered something other than a plain record.
+function Pager:_off_fast(slot, ok, rec, kind, msg, permanent)
+  self.fast = nil
+  if not ok then self:_raise(rec, slot) end
+  ok, rec = pcall(self._took, self, slot, rec, kind, msg, permanent)
+  if not ok then self:_raise(rec, slot) end
+  if rec ~= nil then return rec end
+  self:_finish(slot)
+  return self:_next_general()
+end
+
+function Pager:_next_general()
   if self.closed then
     if self.finished and not self.ended then self.ended = true return nil end
     errors.usage(CLOSED)
   end
   while true do
-    slot = self:_current()
+    local slot = self:_current()
     if not slot then self.ended = true return nil end
     if slot ~= self.current then             -- a new page: does the next one wait for it?
       self.current = slot
@@ -385,6 +385,23 @@ function Pager:_next_record()
   end
 end
 
+next_record = function(self)
+  local slot = self.fast
+  if slot then
+    local ok, rec, kind, msg, permanent = pcall(slot.t_next, slot.t)
+    if ok and rec ~= nil and rec ~= EMPTY then
+      local y = slot.yielded + 1
+      if not self.want_envelope or y % 128 ~= 0 then
+        slot.yielded, slot.last = y, rec
+        return rec
+      end
+    end
+    return self:_off_fast(slot, ok, rec, kind, msg, permanent)
+  end
+  return self:_next_general()
+end
+Pager._next_record = next_record
+
 -- ---- public iteration ------------------------------------------------------
 
 --- Iterate records. `for r in pager do` works everywhere; on Lua 5.4,
@@ -393,12 +410,16 @@ end
 -- iterating it again after its end, a `break` or `close()` raises a usage error.
 function Pager:each()
   if self.closed and (not self.finished or self.ended) then errors.usage(CLOSED) end
-  return function() return self:_next_record() end, nil, nil, self
+  return function() return next_record(self) end, nil, nil, self
 end
 
+-- `for r in pager do` calls this with the loop's state and control values:
+-- after the first record the control value (the record before) is not
+-- nil, which spares counting the arguments (a third of the cost of a call).
 function Pager.__call(self, ...)
-  if select("#", ...) == 0 then return self:each() end
-  return self:_next_record()
+  local _, ctl = ...
+  if ctl == nil and select("#", ...) == 0 then return self:each() end
+  return next_record(self)
 end
 
 --- Iterate pages: `{ records = {...}, number = n, cursor = c, body = envelope,

@@ -175,8 +175,10 @@ function M.start(client, req, st)
   end
   if req.body then lines[#lines + 1] = "Content-Type: application/json" end
   if req.headers then for i = 1, #req.headers do lines[#lines + 1] = req.headers[i] end end
-  M.emit(client, { type = "request", method = req.method, url = errors.redact_url(req.url),
-                   attempt = (st.attempts or 0) + 1 })
+  if client.on_event or client.log then    -- no event (nor redacted URL) when nobody listens
+    M.emit(client, { type = "request", method = req.method, url = errors.redact_url(req.url),
+                     attempt = (st.attempts or 0) + 1 })
+  end
   local dec = req.decoder                 -- a decoder its owner reuses (pagers do)
   if dec then dec:reset() elseif not req.raw then dec = decoder(req.decoder_opts or client.decoder_opts) end
   return client.transport:request {
@@ -287,8 +289,10 @@ function M.await(client, t, req, st)
     elseif status >= 200 and status < 300 then
       st.attempts = st.attempts + 1
       st.status, st.headers = status, headers
-      M.emit(client, { type = "response", method = req.method, url = errors.redact_url(req.url),
-                       status = status })
+      if client.on_event or client.log then
+        M.emit(client, { type = "response", method = req.method, url = errors.redact_url(req.url),
+                         status = status })
+      end
       return t
     else
       local body = t:body() or ""
