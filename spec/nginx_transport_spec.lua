@@ -112,9 +112,19 @@ describe("the transports behave the same", function()
       end
 
       it("logs no errors while doing so", function()
+        -- One line is expected now and then: "goes on after the server closed
+        -- a kept-alive connection" may send its next request on the pooled
+        -- socket before the server's close arrives; the read then fails with
+        -- ECONNRESET, nginx's event layer logs it whatever
+        -- lua_socket_log_errors says, and the transport goes on over a fresh
+        -- connection (that case asserts it). Every other error or alert fails.
         local log = srv:error_log()
-        assert.is_nil(log:find("%[error%]"), log)
-        assert.is_nil(log:find("%[alert%]"), log)
+        for line in log:gmatch("[^\n]+") do
+          if not line:find("recv() failed (104: Connection reset by peer)", 1, true) then
+            assert.is_nil(line:find("%[error%]"), log)
+            assert.is_nil(line:find("%[alert%]"), log)
+          end
+        end
       end)
     end)
   end
