@@ -5,7 +5,7 @@
 -- `nginx.redis`) over cosockets, pooled with set_keepalive. Standalone it
 -- speaks RESP2 itself over luasocket, which converse already uses: Debian 12
 -- packages lua-redis only for Lua 5.1-5.3, and the limiter needs four
--- commands (AUTH, SELECT, EVAL), about 60 lines.
+-- commands (AUTH, SELECT, EVAL, INFO), about 60 lines.
 -- @module converse.redis
 local errors = require "converse.errors"
 
