@@ -1,6 +1,8 @@
 -- Cross-check the vendor modules against the seed documents
--- (spec/fixtures/seeds/*.txt, copies of ../shared/seeds): every constant, parameter name, base URL and
--- endpoint the library uses must appear in the vendor's own document.
+-- (spec/fixtures/seeds/*.txt: the vendor API documents the project was
+-- built from, kept in the repository): every constant, parameter name,
+-- base URL and endpoint the library uses must appear in the vendor's own
+-- document.
 local helper = require "helper"
 local converz    = require "converse.converz"
 local agentx     = require "converse.agentx"
