@@ -9,7 +9,7 @@ lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev libcurl4-openssl-dev zlib1g-dev curl
 lua-cjson lua-busted lua-socket lua-argparse lua-sql-sqlite3 luarocks
 nginx-light libnginx-mod-http-lua lua-resty-core lua-nginx-redis redis-server postgresql
 lua-sql-postgres gcc make
-python3 valgrind openssl"
+python3 valgrind openssl procps"
 [ "$1" = ci ] && PKGS="$PKGS clang libclang-rt-14-dev cppcheck clang-tidy lua-check"
 missing=""
 for p in $PKGS; do
