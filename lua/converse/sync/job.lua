@@ -64,15 +64,22 @@ end
 --   store; a path: a JSON file; a store object; false: memory), `since`,
 --   `until`, `window`, `lookback`, `skew`, `on_event`, `log`, `trap_signals`
 -- @treturn Job
-function M.new(opts)
-  errors.check(opts, "table", "sync job options")
+--- Check a job's `source` and `sink` options (also the queue worker's).
+-- @treturn table source, table sink
+function M.check_parts(opts)
   local source, sink = opts.source, opts.sink
   if type(source) ~= "table" or type(source.open) ~= "function" then
     usage("sync: source must be a sync source (converse.sync.stream(...) or converse.sync.source{...})")
   end
   if type(sink) ~= "table" or type(sink.write) ~= "function" then
-    usage("sync: sink must be a sync sink (converse.sync.ndjson(path), .csv, .sqlite or .sink(fn))")
+    usage("sync: sink must be a sync sink (converse.sync.ndjson(path), .csv, .sqlite, .postgres or .sink(fn))")
   end
+  return source, sink
+end
+
+function M.new(opts)
+  errors.check(opts, "table", "sync job options")
+  local source, sink = M.check_parts(opts)
   local name = opts.name or source.name
   if type(name) ~= "string" or name == "" then usage("sync: name (a string) is required") end
   if opts.on_event ~= nil and type(opts.on_event) ~= "function" then usage("on_event must be a function") end

@@ -31,6 +31,7 @@ local errors  = require "converse.errors"
 local jobmod  = require "converse.sync.job"
 local queue   = require "converse.sync.queue"
 local pg      = require "converse.sync.queue.pg"
+local request = require "converse.request"
 
 local type, tostring, tonumber, pcall, error, setmetatable, ipairs =
   type, tostring, tonumber, pcall, error, setmetatable, ipairs
@@ -45,7 +46,7 @@ M.Worker = Worker
 
 M.DEFAULTS = { lease = queue.LEASE, fail_after = 60, poll = 1, max_partitions = 100000 }
 
-local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
+local LEVELS = request.LEVELS
 
 local function read_line(path)
   local f = io.open(path, "r")
@@ -77,14 +78,6 @@ function M.identity(source, identity)
   return core.fingerprint(concat(parts, "\n")), key_id
 end
 
-local function logger(opt)
-  if opt == nil or opt == false then return nil end
-  local level, write = opt, nil
-  if type(opt) == "table" then level, write = opt.level or "info", opt.write end
-  if not LEVELS[level] then usage("log: level must be \"debug\", \"info\", \"warn\" or \"error\"") end
-  return { level = LEVELS[level], write = write or function(line) io.stderr:write(line, "\n") end }
-end
-
 local function duration(v, name, default)
   if v == nil then return default end
   local d, why = require("converse.sync").time.duration(v)
@@ -97,13 +90,7 @@ local NULL_SINK = { write = function() end, upsert = true, open = function() end
 --- Create a worker (see `run`).
 function M.new(opts)
   errors.check(opts, "table", "sync options")
-  local source, sink = opts.source, opts.sink
-  if type(source) ~= "table" or type(source.open) ~= "function" then
-    usage("sync: source must be a sync source (converse.sync.stream(...) or converse.sync.source{...})")
-  end
-  if type(sink) ~= "table" or type(sink.write) ~= "function" then
-    usage("sync: sink must be a sync sink (converse.sync.postgres(conninfo), .sqlite or .sink(fn))")
-  end
+  local source, sink = jobmod.check_parts(opts)
   if not sink.upsert then
     usage(("sync: a work queue needs a sink that upserts by id (postgres, sqlite, or sync.sink(fn, "
       .. "{ upsert = true })): the %s sink appends, and a page read again after a lost lease would be "
@@ -130,7 +117,7 @@ function M.new(opts)
     fail_after = duration(opts.fail_after, "fail_after", M.DEFAULTS.fail_after),
     poll = duration(opts.poll, "poll", M.DEFAULTS.poll),
     owner = opts.owner or M.owner_id(),
-    plan = opts.plan ~= false, on_event = opts.on_event, log = logger(opts.log),
+    plan = opts.plan ~= false, on_event = opts.on_event, log = request.logger(opts.log),
     trap_signals = opts.trap_signals,
   }, Worker)
 end
