@@ -53,6 +53,7 @@ describe(wanted and "converse inside nginx" or "converse inside nginx (runs in t
         app_location("/curl", "curl()"),
         app_location("/vendors", "vendors_handler()"),
         app_location("/rate", "rate()"),
+        app_location("/redis_down", "redis_down()"),
         app_location("/pause", "pause()"),
         app_location("/abandon", "abandon()"),
         app_location("/safe", "safe()"),
@@ -146,6 +147,15 @@ describe(wanted and "converse inside nginx" or "converse inside nginx (runs in t
       assert.are.equal(2, workers)
       assert.is_true(closest >= 0.49, ("5 requests within %.3f s"):format(closest))
       assert.matches("converse:rl:", redis:cli("--scan --pattern 'converse:rl:*'"))
+    end)
+
+    it("fails closed through cosockets when Redis does not answer (RATE_LIMIT_UNAVAILABLE)", function()
+      local res = srv:json("/redis_down?port=" .. helper.free_port())
+      assert.is_false(res.ok)
+      assert.are.equal("RATE_LIMIT_UNAVAILABLE", res.code)
+      assert.is_true(res.retryable)
+      assert.is_true(res.waited >= 0.5 and res.waited < 5, res.waited)
+      assert.are.equal(0, #mock:log())             -- nothing was sent
     end)
 
     it("shares a 429 pause between clients of one key, not across keys", function()

@@ -157,6 +157,18 @@ function M.pause()
   reply { wait = wait, paused = paused, other = owait, name = tostring(a) }
 end
 
+--- /redis_down?port=N: a shared Redis budget whose Redis does not answer
+-- fails closed (RATE_LIMIT_UNAVAILABLE) after fail_after; nothing is sent.
+function M.redis_down()
+  local c = converse.client { base_url = config().mock, auth = { header = "X-API-Key", value = KEY }, retries = 0,
+                              rate_limit = { per_second = 5, shared = "redis://127.0.0.1:" .. ngx.var.arg_port } }
+  c.limiter.fail_after = 0.5
+  local t0 = now()
+  local ok, err = pcall(c.get, c, "/converz/api/v1/reps")
+  reply { ok = ok, code = type(err) == "table" and err.code or tostring(err),
+          retryable = type(err) == "table" and err.retryable or nil, waited = now() - t0 }
+end
+
 --- /rate?mode=shared|redis|local: start every worker's requests, wait for them.
 function M.rate()
   local dict = ngx.shared.results
