@@ -56,7 +56,7 @@ all: $(CORE)
 
 $(BUILD)/obj/%.o: src/%.c src/cv.h src/compat.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c $< -o $@
 
 $(CORE): $(OBJS)
 	@mkdir -p $(dir $@)

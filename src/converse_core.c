@@ -40,9 +40,9 @@ static const luaL_Reg core_funcs[] = {
   {NULL, NULL}
 };
 
-int luaopen_converse_core(lua_State *L);
+CV_EXPORT int luaopen_converse_core(lua_State *L);
 
-int luaopen_converse_core(lua_State *L) {
+CV_EXPORT int luaopen_converse_core(lua_State *L) {
   cv_errors_open(L);
   cv_buf_open(L);
   lua_newtable(L);

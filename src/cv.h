@@ -21,6 +21,15 @@
 #define CV_UNREACHABLE()  ((void)0)
 #endif
 
+/* The module is built with -fvisibility=hidden (Makefile): only
+** luaopen_converse_core is exported, so calls between the files of the
+** module are direct (no PLT) and may be inlined. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CV_EXPORT         __attribute__((visibility("default")))
+#else
+#define CV_EXPORT
+#endif
+
 /* JSON nesting: the default limit, and the most any option may ask for.
 ** The parser and the encoder recurse once per level; CV_JSON_DEPTH_MAX
 ** keeps that well inside a C stack (an nginx worker's or a coroutine's). */
