@@ -82,4 +82,20 @@ function M.load()
   return s:match("^(%S+ %S+ %S+)") or s
 end
 
+--- The median of a list of numbers.
+function M.median(list)
+  local t = {}
+  for i, v in ipairs(list) do t[i] = v end
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
+end
+
+--- "1.31 1.40 1.52": ratios as printed beside their median.
+function M.list(list)
+  local t = {}
+  for i, v in ipairs(list) do t[i] = ("%.2f"):format(v) end
+  return table.concat(t, " ")
+end
+
 return M

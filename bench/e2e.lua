@@ -1,6 +1,6 @@
 -- End-to-end paging from a local nginx against the floor (issue 12), one run.
 --
---   lua5.4 bench/e2e.lua [--rows 200000] [--runs 3]
+--   lua5.4 bench/e2e.lua [--rows 200000] [--runs 5]
 --   lua5.4 bench/e2e.lua --serve      start nginx only; prints its URL and how to stop it
 --
 -- The reference body (bench/common.lua, the same bytes bench/json.lua
@@ -8,12 +8,13 @@
 -- build/bench/e2e/; nginx (Debian's nginx-light) serves them from a
 -- temporary prefix on a free port, `?page=N&n_per_page=M` mapped to the
 -- file calls-M-N.json ("[]" past the end). Each case runs in its own
--- process (its peak RSS is its own); the best of --runs is kept:
+-- process (its peak RSS is its own), every case once per round (--runs):
 --   floor               bench/floor.c builds the same tables, no parsing (CPU time)
 --   curl -o /dev/null   the transfer alone (wall time)
 --   converse            a pager over pages of 200,000, 10,000 and 1,000 rows,
 --                       reading r.call_id of each row (wall time)
--- Ratios: one page / (floor + curl), and pages of 10,000 and 1,000 / one page.
+-- Ratios, within each round, then their median: one page / (floor + curl),
+-- and pages of 10,000 and 1,000 / one page.
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local common = require "common"
 local ROOT, FLAVOUR, hwm_kb = common.ROOT, common.FLAVOUR, common.hwm_kb
@@ -68,7 +69,7 @@ if arg[1] == "--case" then
 end
 
 -- ---- the pages ---------------------------------------------------------------
-local rows, runs = 200000, 3
+local rows, runs = 200000, 5
 for i = 1, #arg do
   if arg[i] == "--rows" then rows = tonumber(arg[i + 1]) end
   if arg[i] == "--runs" then runs = tonumber(arg[i + 1]) end
@@ -193,15 +194,6 @@ local function run_case(...)
   return tonumber(secs), tonumber(n), tonumber(kb), tonumber(cpu)
 end
 
-local function best(f)
-  local b
-  for _ = 1, runs do
-    local r = { f() }
-    if not b or r[1] < b[1] then b = r end
-  end
-  return (table.unpack or unpack)(b) -- luacheck: ignore
-end
-
 local now = require("socket").gettime
 local function curl(url)
   local t0 = now()
@@ -219,23 +211,53 @@ local ngx = start_nginx()
 local ok, err = pcall(function()
   local one = ("%s/calls?n_per_page=%d&page=1"):format(ngx.url, rows)
   curl(one)                                         -- warm the page cache
-  print(("end to end from nginx — %s, %d rows, %.1f MB (best of %d; load %s)")
-    :format(FLAVOUR, rows, size / 1e6, runs, common.load()))
-  local t_floor = best(function() return run_case("floor", path) end)
-  local t_curl = best(function() return curl(one) end)
-  local floor_curl = t_floor + t_curl
+  print(("end to end from nginx — %s, %d rows, %.1f MB (%d rounds of every case in turn,"
+    .. " median ratios; load %s)"):format(FLAVOUR, rows, size / 1e6, runs, common.load()))
+  -- One round runs every case once, starting one case later each round;
+  -- each ratio is taken within a round (same machine speed on both sides),
+  -- and the median over the rounds is reported with the best times.
+  local cases = { "floor", "curl" }
+  for _, per in ipairs(SIZES) do cases[#cases + 1] = per end
+  local times, ratios = {}, { one = {} }
+  for _, c in ipairs(cases) do times[c] = {} end
+  for _, per in ipairs(SIZES) do ratios[per] = {} end
+  for round = 1, runs do
+    local t = {}
+    for k = 0, #cases - 1 do
+      local c = cases[(round - 1 + k) % #cases + 1]
+      if c == "floor" then t[c] = { run_case("floor", path) }
+      elseif c == "curl" then t[c] = { curl(one) }
+      else
+        t[c] = { run_case("converse", ngx.url, c, rows) }
+        assert(t[c][2] == rows, ("pages of %d gave %d rows"):format(c, t[c][2]))
+      end
+      local list = times[c]
+      list[#list + 1] = t[c]
+    end
+    local floor_curl = t.floor[1] + t.curl[1]
+    ratios.one[round] = t[rows][1] / floor_curl
+    for _, per in ipairs(SIZES) do ratios[per][round] = t[per][1] / t[rows][1] end
+  end
+  local function best(c)
+    local b
+    for _, r in ipairs(times[c]) do if not b or r[1] < b[1] then b = r end end
+    return (table.unpack or unpack)(b) -- luacheck: ignore
+  end
+  local t_floor, t_curl = best("floor"), best("curl")
   print(("  %-36s %7.3f s"):format("floor (CPU time, bench/floor.c)", t_floor))
   print(("  %-36s %7.3f s"):format("curl -o /dev/null (wall time)", t_curl))
-  print(("  %-36s %7.3f s"):format("floor + curl", floor_curl))
-  local t_one
+  print(("  %-36s %7.3f s"):format("floor + curl", t_floor + t_curl))
   for _, per in ipairs(SIZES) do
-    local secs, n, kb, cpu = best(function() return run_case("converse", ngx.url, per, rows) end)
-    assert(n == rows, ("pages of %d gave %d rows"):format(per, n))
-    t_one = t_one or secs
-    print(("  %-36s %7.3f s (CPU %.3f s) %4.0f MB peak RSS  %5.2fx (floor + curl)  %5.2fx one page")
-      :format(("converse, pages of %d"):format(per), secs, cpu, kb / 1024, secs / floor_curl,
-              secs / t_one))
+    local secs, _, kb, cpu = best(per)
+    local vs_floor = per == rows and ("%5.2fx (floor + curl)"):format(common.median(ratios.one))
+      or ""
+    print(("  %-36s %7.3f s (CPU %.3f s) %4.0f MB peak RSS  %s  %5.2fx one page")
+      :format(("converse, pages of %d"):format(per), secs, cpu, kb / 1024, vs_floor,
+              common.median(ratios[per])))
   end
+  print(("  ratios per round: one page / (floor + curl) %s; pages of %d %s; of %d %s")
+    :format(common.list(ratios.one), SIZES[2], common.list(ratios[SIZES[2]]), SIZES[3],
+            common.list(ratios[SIZES[3]])))
   print("  targets: one page <= 1.5x (floor + curl); pages of 10,000 and 1,000 <= 1.15x one page;"
     .. " peak RSS < 32 MB")
 end)
