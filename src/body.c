@@ -14,20 +14,25 @@
 **   hand-over (the transport stops handing over while any are held);
 ** - inflating produces at most `limit` bytes per call (the caller's bound
 **   on the work of one C call), and only while the decoder holds less than
-**   HIGH_WATER unread bytes -- or while it is
-**   starved: it said it cannot produce the next record without more bytes
-**   (a record larger than HIGH_WATER), in which case bytes keep flowing
-**   until the record completes or the decoder's max_record stops it;
+**   HIGH_WATER unread bytes -- or, when it is starved (it said it cannot
+**   produce the next record without more bytes: a record larger than
+**   HIGH_WATER), less than twice what it held when it said so; each time
+**   it says so again the bound doubles, until the record completes or the
+**   decoder's max_record stops it;
 ** - an error body is cut at its cap.
-** So a 4 GiB gzip bomb costs what the decoder's limits allow, and a
-** response never stalls because a single record is larger than the
-** high-water mark.
+** So a 4 GiB gzip bomb costs what the decoder's limits allow, a response
+** never stalls because a single record is larger than the high-water
+** mark, and the bytes the decoder reads next were written recently
+** (HIGH_WATER is below a core's L2 cache; a backlog of megabytes would be
+** read back from memory).
 */
 #include <string.h>
 
 #include "cv.h"
 
-#define HIGH_WATER  ((size_t)4 << 20)   /* decoder backlog that stops the flow */
+#ifndef HIGH_WATER
+#define HIGH_WATER  ((size_t)256 << 10)   /* decoder backlog that stops the flow */
+#endif
 
 int cv_body_encoding(const char *name, size_t n) {
   while (n > 0 && (*name == ' ' || *name == '\t')) { name++; n--; }
@@ -57,7 +62,8 @@ void cv_body_free(cv_body *b) {
 }
 
 static int decoder_has_room(const cv_body *b) {
-  return b->starved || cv_decoder_pending(b->dec) < HIGH_WATER;
+  size_t pending = cv_decoder_pending(b->dec);
+  return pending < HIGH_WATER || (b->starved && pending / 2 < b->starved_at);
 }
 
 int cv_body_accepts(const cv_body *b) {
@@ -153,7 +159,10 @@ int cv_body_finish(cv_body *b, size_t limit) {
   return b->state;
 }
 
-void cv_body_starve(cv_body *b, int starved) { b->starved = starved; }
+void cv_body_starve(cv_body *b, int starved) {
+  b->starved = starved;
+  b->starved_at = starved && b->dec != NULL ? cv_decoder_pending(b->dec) : 0;
+}
 
 const char *cv_body_error(int state) {
   switch (state) {

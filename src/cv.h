@@ -118,6 +118,7 @@ typedef struct cv_body {
   cv_buf      text;             /* text body or error body */
   size_t      text_cap;         /* max_body, or max_error_body for an error body */
   int         error_body, encoding, state, starved;
+  size_t      starved_at;       /* the decoder's unread bytes when it said it was starved */
   z_stream    z;
   int         z_on, z_end;
   cv_buf      held;             /* compressed bytes not inflated yet: held.p[used, len) */
