@@ -249,7 +249,7 @@ describe("core.http_response", function()
     assert.is_truthy(err.message)
   end)
 
-  it("stops asking for bytes while the decoder holds 4 MiB (back-pressure)", function()
+  it("stops asking for bytes while the decoder holds 256 KiB (back-pressure)", function()
     local row = '{"id":1,"text":"' .. ("x"):rep(1000) .. '"},'
     local body = "[" .. row:rep(8000) .. "1]"
     local r = core.http_response { decoder = core.decoder {} }
@@ -262,7 +262,7 @@ describe("core.http_response", function()
       fed = fed + 65536
     end
     assert.is_true(stalled)
-    assert.is_true(fed < 6 * 1024 * 1024, fed)
+    assert.is_true(fed < 512 * 1024, fed)
     local n = 0
     while true do                                    -- draining lets bytes in again
       local rec = r:next()
@@ -274,6 +274,33 @@ describe("core.http_response", function()
     end
     assert.are.equal(8001, n)
     assert.is_true(r:complete())
+  end)
+
+  it("lets a record larger than the backlog in, doubling the bound each time it asks", function()
+    local big = '{"id":1,"text":"' .. ("y"):rep(3 * 1024 * 1024) .. '"}'
+    local body = "[" .. big .. ",2]"
+    local r = core.http_response { decoder = core.decoder {} }
+    r:feed("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n")
+    local fed, asks, most = 0, 0, 0
+    local function fill()                              -- feed while it wants bytes
+      while fed < #body and r:wants() do
+        r:feed(body:sub(fed + 1, fed + 16384))
+        fed = fed + 16384
+      end
+      most = math.max(most, fed)
+    end
+    fill()
+    assert.is_true(fed < 512 * 1024, fed)             -- the backlog bound, before it asks
+    local rec
+    repeat
+      rec = r:next()
+      if rec == false then asks = asks + 1; fill() end
+    until rec ~= false
+    assert.are.equal(1, rec.id)
+    assert.is_true(asks >= 3 and asks <= 6, asks)    -- 256 KiB doubled up to 3 MiB
+    assert.is_true(most < 4 * #big, most)
+    fill()
+    assert.are.equal(2, r:next())
   end)
 
   it("inflates gzip in bounded steps and refuses an encoding it did not ask for", function()

@@ -16,7 +16,7 @@
 -- parser (src/http.c), gzip/deflate and back-pressure (src/body.c) and the
 -- streaming decoder, all in C, sans I/O, each call bounded (64 KiB parsed,
 -- 1 MiB inflated, one record decoded). Reading stops while the decoder
--- holds 4 MiB. Every `SLICE` seconds of work the transport yields to
+-- holds 256 KiB. Every `SLICE` seconds of work the transport yields to
 -- nginx's event loop (`ngx.sleep(NAP)`), so the worker keeps serving
 -- other requests while a 1,000,000-row page is decoded.
 --
