@@ -185,6 +185,23 @@ describe("converse sync (command line)", function()
       assert.are.equal(200, tonumber(sqlite_rows(dir .. "/a.db", "SELECT count(*) AS n FROM calls")[1].n))
     end)
 
+    it("--queue says at once that PostgreSQL is unreachable, without its password", function()
+      local port = helper.free_port()
+      local uri = ("postgres://sync:hunter22@127.0.0.1:%d/sync"):format(port)
+      local p = spawn(KEYS, calls("postgres:" .. uri .. "#calls", { "--queue", uri }))
+      local deadline = socket.gettime() + 10
+      while not p:stderr():find("unavailable", 1, true) and socket.gettime() < deadline do
+        socket.sleep(0.05)
+      end
+      p:signal("TERM")
+      assert.are.equal(130, p:wait(10))
+      local err = p:stderr()
+      assert.matches("converse sync: PostgreSQL unavailable, trying again for up to 60 s: cannot connect", err)
+      assert.matches("sync:REDACTED@127%.0%.0%.1", err)
+      assert.is_nil(err:find("hunter22", 1, true), err)
+      assert_clean(err)
+    end)
+
     it("exits 1 on an error that retrying cannot mend, keeping the checkpoint", function()
       mock:control { type = "status", status = 404, path = "/converz/api/v1/calls", skip = 4, forever = true }
       local rc, _, err = run(KEYS, calls("sqlite:" .. dir .. "/a.db"))

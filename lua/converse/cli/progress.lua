@@ -98,6 +98,9 @@ function Progress:event(ev)
     self.waiting = format("waiting %.1f s (%s)", ev.wait or 0,
                           ev.paused and "the server's Retry-After" or "rate limit")
     return self:draw(true)
+  elseif t == "queue_wait" then
+    self.waiting = format("PostgreSQL unavailable, trying again in %.1f s", ev.wait or 0)
+    return self:draw(true)
   elseif t == "request" then
     self.in_wait = false
     if self.waiting then self.waiting = nil end

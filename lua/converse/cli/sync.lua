@@ -344,13 +344,21 @@ local function run_queue(a, args, vendor, source, sink, line)
     common.usage("--queue: " .. (why or "use postgres:CONNINFO"))
   end
   local worker = require "converse.sync.queue.worker"
+  local outage = false
+  local function on_event(ev)                   -- an unreachable PostgreSQL is said at once
+    if ev.type == "queue_wait" and not outage and not line then
+      io.stderr:write(format("%s: PostgreSQL unavailable, trying again for up to %d s: %s\n", PROG,
+                             worker.DEFAULTS.fail_after, tostring(ev.message)))
+    end
+    outage = ev.type == "queue_wait"
+    if line then line:event(ev) end
+  end
   local w = worker.new {
     queue = conninfo, source = source, sink = sink,
     name = vendor .. "/" .. a.stream .. (sink.table and sink.table ~= a.stream and ("#" .. sink.table) or ""),
     since = a.since, ["until"] = a["until"], window = a.window, lookback = a.lookback, lease = a.lease,
     identity = table.concat({ a.bot_name or "", a.domain or "", a.plan or "" }, "\n"),
-    plan = not a.worker_child, trap_signals = true,
-    on_event = line and function(ev) line:event(ev) end or nil,
+    plan = not a.worker_child, trap_signals = true, on_event = on_event,
   }
   core.trap_signals()
   if (a.workers or 1) > 1 and not a.worker_child then return parent(a.workers, args, w, a, line) end
