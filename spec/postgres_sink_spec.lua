@@ -260,6 +260,15 @@ describe("converse.sync.postgres", function()
       assert.is_nil(msg:find("hunter22", 1, true))
       assert.are.equal("host=h password=REDACTED", pg.redact("host=h password=hunter22"))
       assert.are.equal("postgresql://u:REDACTED@h/db", pg.redact("postgresql://u:pw@h/db"))
+      assert.are.equal("//u:REDACTED@h/db", pg.redact("//u:pw@h/db"))
+    end)
+
+    it("takes a postgres:// or postgresql:// URI whole (with or without #TABLE)", function()
+      assert.are.same({ "postgres://u:pw@h:5/db", "t" }, { pg.parse_spec("postgres://u:pw@h:5/db#t") })
+      assert.are.same({ "postgresql://h/db?sslmode=require" },
+                      { pg.parse_spec("postgresql://h/db?sslmode=require") })
+      assert.are.same({ "dbname=x", "t" }, { pg.parse_spec("postgres:dbname=x#t") })
+      assert.are.same({ "postgresql://h/db" }, { pg.parse_spec("postgres:postgresql://h/db") })
     end)
 
     it("adds connection defaults without overriding the user's", function()

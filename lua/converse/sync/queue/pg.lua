@@ -53,7 +53,7 @@ function M.redact(conninfo)
   if type(conninfo) ~= "string" then return conninfo end
   local s = gsub(conninfo, "(password%s*=%s*)'[^']*'", "%1REDACTED")
   s = gsub(s, "(password%s*=%s*)[^%s']+", "%1REDACTED")
-  s = gsub(s, "^(postgres[%w]*://[^:/@]*):[^@/]*@", "%1:REDACTED@")
+  s = gsub(s, "(//[^:/@%s]*):[^@/%s]*@", "%1:REDACTED@")   -- user:password@ of a URI
   return s
 end
 
@@ -292,7 +292,8 @@ end
 -- @treturn string conninfo, string|nil table; or nil, message
 function M.parse_spec(spec)
   if type(spec) ~= "string" then return nil, "postgres:CONNINFO expected" end
-  local rest = spec:match("^postgres:(.*)$") or spec:match("^postgresql:(.*)$")
+  local rest = spec:match("^postgres[%w]*://") and spec    -- a URI: libpq takes it whole
+    or spec:match("^postgres:(.*)$") or spec:match("^postgresql:(.*)$")
   if not rest then
     return nil, ("%q is not a PostgreSQL location: use postgres:CONNINFO (e.g. postgres:dbname=sync)")
       :format(M.redact(spec))
