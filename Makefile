@@ -7,7 +7,8 @@
 #   make asan            spec suite under AddressSanitizer + UBSan (Lua 5.4)
 #   make valgrind        spec suite under valgrind (Lua 5.4)
 #   make bench           benchmarks (bench/): decoder and end-to-end, each against the floor
-#   make bench-json      JSON decode benchmark only (bench/json.lua), Lua 5.4 and LuaJIT
+#   make bench-json      JSON decode benchmark only (bench/json.lua, and bench/instr.lua in
+#                        instructions), Lua 5.4 and LuaJIT
 #   make bench-e2e       end-to-end paging from a local nginx only (bench/e2e.lua)
 #   make bench-floor     build the floor module (bench/floor.c -> build/<abi>/bench/floor.so)
 #   make bench-sync      converse sync into SQLite vs a hand-written script (bench/sync.lua)

@@ -1,6 +1,6 @@
 -- End-to-end paging from a local nginx against the floor (issue 12), one run.
 --
---   lua5.4 bench/e2e.lua [--rows 200000] [--runs 5]
+--   lua5.4 bench/e2e.lua [--rows 200000] [--runs 7]
 --   lua5.4 bench/e2e.lua --serve      start nginx only; prints its URL and how to stop it
 --
 -- The reference body (bench/common.lua, the same bytes bench/json.lua
@@ -69,7 +69,7 @@ if arg[1] == "--case" then
 end
 
 -- ---- the pages ---------------------------------------------------------------
-local rows, runs = 200000, 5
+local rows, runs = 200000, 7
 for i = 1, #arg do
   if arg[i] == "--rows" then rows = tonumber(arg[i + 1]) end
   if arg[i] == "--runs" then runs = tonumber(arg[i + 1]) end
