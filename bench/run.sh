@@ -1,8 +1,9 @@
 #!/bin/sh
 # All benchmarks, one run, under Lua 5.4 and LuaJIT: JSON decode against
-# the floor, in time and in instructions (bench/json.sh), end-to-end paging from a local nginx against
-# the floor (bench/e2e.sh), and the SPEC §4 table against the mock
-# (bench/paging.lua). Pass --quick for a short run of the last.
+# the floor, in time and in instructions (bench/json.sh), end-to-end
+# paging from a local nginx against the floor (bench/e2e.sh), and the
+# SPEC §4 table against the mock (bench/paging.lua). Pass --quick for a
+# short run of the last.
 cd "$(dirname "$0")/.." || exit 1
 uptime
 bench/json.sh || exit 1
