@@ -22,17 +22,15 @@
 ** - an error body is cut at its cap.
 ** So a 4 GiB gzip bomb costs what the decoder's limits allow, a response
 ** never stalls because a single record is larger than the high-water
-** mark, and the bytes the decoder reads next were written recently
-** (HIGH_WATER is below a core's L2 cache; a backlog of megabytes would be
-** read back from memory).
+** mark, and the bytes the decoder reads next were written moments before
+** (256 KiB stay in a core's L2 cache on common CPUs; a backlog of
+** megabytes would be read back from memory).
 */
 #include <string.h>
 
 #include "cv.h"
 
-#ifndef HIGH_WATER
 #define HIGH_WATER  ((size_t)256 << 10)   /* decoder backlog that stops the flow */
-#endif
 
 int cv_body_encoding(const char *name, size_t n) {
   while (n > 0 && (*name == ' ' || *name == '\t')) { name++; n--; }
