@@ -97,7 +97,11 @@ int cv_decoder_feed(cv_decoder *d, const char *p, size_t n) {
   if (d->feed_err != FEED_OK || d->closed) return -1;
   if (n == 0) return 0;
   if (d->max_body && d->fed + n > d->max_body) { d->feed_err = FEED_TOO_BIG; return -1; }
-  if (d->in.cap - d->in.len < n && d->start > 0) {      /* compact first */
+  /* Compact first when out of room, or when what is left to read is no
+  ** more than what was read (then it moves at most as many bytes as the
+  ** decoder consumed since the last move: O(1) a byte, and usually only
+  ** the cut record, moved when the decoder asks for more). */
+  if (d->start > 0 && (d->in.cap - d->in.len < n || d->in.len - d->start <= d->start)) {
     memmove(d->in.p, d->in.p + d->start, d->in.len - d->start);
     d->in.len -= d->start;
     d->start = 0;
