@@ -3,7 +3,9 @@
 -- counting only their timed parts (the floor's row iterator; the decoder's
 -- feed/next/finish). Instruction counts do not move with the machine's
 -- load, so this ratio is the stable companion of bench/json.lua's times,
--- which on a shared host swing by tens of percent between runs. Cache
+-- which on a shared host swing by tens of percent between runs (the
+-- counts themselves vary by a few percent: Lua seeds its string hashes at
+-- random, and the heap's addresses differ; each is the median of 3). Cache
 -- misses and mispredicted branches cost time but no instructions: the time
 -- ratio is the higher one.
 --
@@ -35,7 +37,13 @@ local function count(case)
   return tonumber(n)
 end
 
-local floor, stream = count("floor"), count("stream")
+local function median3(case)
+  local t = { count(case), count(case), count(case) }
+  table.sort(t)
+  return t[2]
+end
+
+local floor, stream = median3("floor"), median3("stream")
 print(("Instructions (callgrind) — %s, %d rows, timed parts only"):format(FLAVOUR, rows))
 print(("  floor (bench/floor.c)               %6.1f M  %6.0f a row"):format(floor / 1e6, floor / rows))
 print(("  streaming decoder, 64 KiB chunks    %6.1f M  %6.0f a row  %5.2fx floor")
