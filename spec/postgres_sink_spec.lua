@@ -48,6 +48,18 @@ describe("converse.sync.postgres", function()
         .. "WHERE conrelid = '%s'::regclass"):format(tbl)))
     end)
 
+    it("writes through a postgres:// URI given as the whole location", function()
+      need()
+      local tbl = fresh_table()
+      local s = assert(sync.parse_sink(("postgres://postgres@127.0.0.1:%d/sink_spec#%s")
+        :format(server.port, tbl)))
+      local sink = sync.postgres(s.conninfo, { table = s.table })
+      sink:open { key = "id" }
+      sink:write(page { '{"id":"u1"}' })
+      sink:close()
+      assert.are.equal("u1", server:psql("SELECT id FROM " .. tbl))
+    end)
+
     it("keeps numbers exact: integers beyond int64, 1e400, decimals", function()
       need()
       local tbl = fresh_table()
