@@ -135,7 +135,7 @@ FUZZ_LUA_LIB  = -l$(FUZZ_LUA)
 endif
 FUZZ_OUT      = build/fuzz$(if $(filter lua5.4,$(FUZZ_LUA)),,/$(FUZZ_LUA))
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-                -I$(FUZZ_LUA_INC) -Isrc -DFUZZ_DIR='"$(CURDIR)/fuzz"'
+                -I$(FUZZ_LUA_INC) -Isrc -DFUZZ_DIR='"$(CURDIR)/fuzz"' -DCV_BORROW_MIN=1 -DCV_PIECE_MIN=2
 fuzz:
 	@rc=0; for h in $(FUZZERS); do \
 	  mkdir -p $(FUZZ_OUT)/bin $(FUZZ_OUT)/$$h/corpus || exit 1; \

@@ -59,7 +59,8 @@ return function(core)
     return c
   end
 
-  --- Feed s to decoder d in chunks of `step` bytes (an empty chunk first);
+  --- Feed s to decoder d in chunks of `step` bytes (an empty chunk first),
+  -- reading after two chunks of every three (the decoder may hold two);
   -- every record, in order; `skip_odd` skips records 1, 3, 5 ...
   function H.feed(d, s, step, skip_odd)
     local out, n = {}, 0
@@ -76,7 +77,7 @@ return function(core)
     d:feed("")
     for i = 1, #s, step do
       d:feed(s:sub(i, i + step - 1))
-      drain()
+      if math.floor((i - 1) / step) % 3 ~= 1 then drain() end
     end
     d:finish()
     local st = drain()

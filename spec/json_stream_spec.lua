@@ -375,6 +375,139 @@ describe("converse.json.decoder", function()
     end)
   end)
 
+  -- A fed string of 512 bytes or more is read where it is, not copied: the
+  -- decoder holds it, and moves into its buffer only what a record cut at
+  -- a string's end needs.
+  describe(":feed in place", function()
+    -- Everything a decoder gives for text fed in pieces of the given sizes:
+    -- the records, the envelope, and the error (message and offset) if any.
+    local function outcome(opts, text, sizes)
+      local d = json.decoder(opts)
+      local ok, res = pcall(feed_in, d, text, sizes)
+      if ok then return { records = res, envelope = d:envelope() } end
+      return { error = tostring(res.message):gsub(" at offset %d+", ""), offset = res.offset }
+    end
+    local SIZES = { { 1e9 }, { 512 }, { 600, 3 }, { 5000 }, { 511, 513, 70000 }, { 4097, 100 },
+                    { 700, 1, 1, 800 } }
+
+    it("gives the same records, envelope and errors for any mix of copied and held strings",
+       function()
+      local body = json.encode { meta = { n = 3 }, data = page(120, 3), tail = "t" }
+      local at = body:find('{"', 9000, true)                -- a record starts there
+      local bad = {
+        body,
+        body:sub(1, #body - 1),                            -- truncated
+        body:sub(1, 5000) .. "\255" .. body:sub(5001),     -- garbage inside a record
+        body:sub(1, at - 1) .. "]" .. body:sub(at),        -- structure broken
+        body .. " x",                                      -- trailing data
+      }
+      for k, text in ipairs(bad) do
+        for _, opts in ipairs { { records = "data" }, { records = "data", raw = true },
+                                { records = "data", max_record = 250 } } do
+          local want = outcome(opts, text, { 1e9 })
+          assert.are.equal(k > 1 or opts.max_record ~= nil, want.error ~= nil)
+          for _, sizes in ipairs(SIZES) do
+            assert.are.same(want, outcome(opts, text, sizes))
+          end
+        end
+      end
+    end)
+
+    it("keeps a held string alive when nothing else refers to it", function()
+      local rows = page(60, 9)
+      local text = json.encode(rows)
+      local d = json.decoder()
+      local out, i = {}, 1
+      while i <= #text do
+        d:feed(text:sub(i, i + 999) .. "")          -- the only reference is the decoder's
+        i = i + 1000
+        collectgarbage()
+        collectgarbage()
+        drain(d, out)
+      end
+      d:finish()
+      drain(d, out)
+      assert.are.same(json.decode(text), out)
+    end)
+
+    it("keeps the order of strings fed one after another before reading", function()
+      local text = json.encode(page(50, 5))
+      local d = json.decoder()
+      local cut = { 1, 700, 1400, 1401, 3000, 6000, #text + 1 }
+      for k = 1, #cut - 1 do d:feed(text:sub(cut[k], cut[k + 1] - 1)) end
+      d:finish()
+      assert.are.same(json.decode(text), (drain(d)))
+    end)
+
+    it("completes a record cut across many held strings, and counts them in pending", function()
+      local big = json.encode { text = ("é"):rep(20000) }          -- 40 KB
+      local text = "[1," .. big .. ",2]"
+      local d = json.decoder()
+      d:feed(text:sub(1, 1000))
+      assert.are.equal(1, d:next())
+      assert.are.same({ nil, "more" }, { d:next() })
+      assert.are.equal(997, d:pending())
+      for i = 1001, #text, 3000 do
+        d:feed(text:sub(i, i + 2999))
+        assert.is_true(d:pending() <= #text - 2)
+        local v = d:next()
+        if v ~= nil then
+          assert.are.equal(("é"):rep(20000), v.text)
+          break
+        end
+      end
+      d:finish()
+      assert.are.same({ 2 }, (drain(d)))
+    end)
+
+    it("stops a record at max_record however the strings are cut", function()
+      local text = '[{"a":"' .. ("x"):rep(20000) .. '"}]'
+      for _, sizes in ipairs(SIZES) do
+        local d = json.decoder { max_record = 5000 }
+        local e = raises_json(function() feed_in(d, text, sizes) end, "max_record")
+        assert.are.equal(1, e.offset)
+      end
+    end)
+
+    it("applies max_body to held strings", function()
+      local d = json.decoder { max_body = 1000 }
+      d:feed("[" .. ("1,"):rep(400))
+      d:feed(("1,"):rep(300))
+      raises_json(function() drain(d) end, "max_body")
+    end)
+
+    it("ends a value cut between two strings fed before reading, at finish", function()
+      for _, raw in ipairs { false, true } do
+        local d = json.decoder { whole = true, raw = raw }
+        d:feed((" "):rep(600) .. "0.123")
+        assert.are.same({ nil, "more" }, { d:next() })
+        d:feed(("4"):rep(600))
+        d:finish()
+        local v = d:next()
+        if raw then assert.are.equal("0.123" .. ("4"):rep(600), v)
+        else assert.are.equal(tonumber("0.123" .. ("4"):rep(600)), v) end
+        assert.are.same({ nil, "done" }, { d:next() })
+      end
+    end)
+
+    it("reads a held string after finish, and lets it go when done or reset", function()
+      local text = json.encode(page(20, 1))
+      local d = json.decoder()
+      d:feed(text)
+      d:finish()
+      assert.are.same(json.decode(text), (drain(d)))
+      assert.are.equal(0, d:pending())
+      d:reset()
+      d:feed(text:sub(1, 2000))
+      assert.is_true(d:pending() > 0)
+      d:reset()
+      assert.are.equal(0, d:pending())
+      d:feed("[7]")
+      d:finish()
+      assert.are.same({ 7 }, (drain(d)))
+    end)
+  end)
+
   describe(":decoder deep nesting", function()
     local N = 10000
     local arrays = ("["):rep(N) .. ("]"):rep(N)

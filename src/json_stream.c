@@ -10,15 +10,26 @@
 ** arrive, and the record is parsed once, complete. Memory: the unconsumed
 ** bytes (at most about one record plus one chunk) and one scratch buffer.
 **
+** A string fed from Lua (d:feed) is not copied: it is read in place (the
+** decoder holds a reference to it) while the buffer is empty. Only what a
+** cut record needs moves into the buffer: the start of the string, a
+** piece at a time, while a record cut at the end of the last one is
+** completed; the string's own cut end, when it runs out.
+**
 ** cv_decoder_feed never raises and never touches a lua_State: it runs
 ** inside libcurl's write callback. Problems found there are reported by
 ** the next cv_decoder_next.
 **
 ** Invariants:
-** - the unconsumed bytes are in.p[start, in.len), `off` is the document
-**   offset of in.p[start]; an empty buffer has start = in.len = 0 and
-**   in.p may be NULL, so pointers come from in_begin()/in_end() only;
-** - scan_pos > 0 iff the value at in.p[start] was scanned that far and
+** - the unconsumed bytes are in.p[start, in.len), then ext[ext_pos,
+**   ext_len) when a fed string is held (ext != NULL); an empty buffer has
+**   start = in.len = 0 and in.p may be NULL;
+** - the view, the bytes being read, is the buffer's unconsumed bytes, or
+**   when there are none, the held string's: pointers come from
+**   in_begin()/in_end() only; `off` is the document offset of the view's
+**   first byte; the end of the view is the end of the document iff
+**   at_eof();
+** - scan_pos > 0 iff the value at the view's start was scanned that far and
 **   is not complete yet (the scanner's state is scan_*);
 ** - env_bytes counts the bytes consumed outside the records array and
 **   never exceeds max_envelope; records never exceed max_record, and the
@@ -34,6 +45,13 @@
 
 #define MAX_PATH     16
 #define MAX_ENVELOPE ((size_t)1 << 20)
+#define KEY_HOLD     (CV_KEY_VALUES + 2)   /* keys[]: the fed string read in place */
+#ifndef CV_BORROW_MIN                      /* (the fuzzers build with 1: everything is held) */
+#define CV_BORROW_MIN 512                  /* shorter strings fed are copied */
+#endif
+#ifndef CV_PIECE_MIN
+#define CV_PIECE_MIN  4096                 /* bytes of a held string copied at a time */
+#endif
 
 enum {
   ST_BEGIN,        /* before the top-level value */
@@ -64,9 +82,13 @@ struct cv_decoder {
   /* input */
   cv_buf      in;                          /* unconsumed bytes: in.p[start, in.len) */
   size_t      start;
-  uint64_t    off;                         /* document offset of buf[start] */
+  uint64_t    off;                         /* document offset of the view's first byte */
   uint64_t    fed;
   int         eof, feed_err, closed;
+  const char *ext;                         /* a fed string read in place (kept by keys[KEY_HOLD]) */
+  size_t      ext_len, ext_pos;
+  size_t      lent;                        /* the buffer ends with ext[ext_pos - lent, ext_pos) */
+  int         held;                        /* keys[KEY_HOLD] is set */
   /* envelope walk */
   int         state, level;                /* level: object depth on the path; -1 = bare array */
   cv_buf      key;                         /* the current member's key (decoded) */
@@ -75,7 +97,7 @@ struct cv_decoder {
   int         env_ref, env_stale;
   uint64_t    count;
   /* a record (or envelope value) cut by the end of the buffer */
-  size_t      scan_pos;                    /* bytes scanned from buf[start], 0 = none */
+  size_t      scan_pos;                    /* bytes of the view scanned, 0 = none */
   int         scan_depth, scan_str, scan_scalar;
   /* parser state kept across records */
   cv_buf      scratch;
@@ -90,33 +112,72 @@ struct cv_decoder {
 
 static const char EMPTY[1] = "";
 
-static const char *in_begin(const cv_decoder *d) { return d->in.p ? d->in.p + d->start : EMPTY; }
-static const char *in_end(const cv_decoder *d) { return d->in.p ? d->in.p + d->in.len : EMPTY; }
+/* Is the view the held string? (The buffer is empty.) */
+static int on_ext(const cv_decoder *d) { return d->ext != NULL && d->start == d->in.len; }
 
-int cv_decoder_feed(cv_decoder *d, const char *p, size_t n) {
-  if (d->feed_err != FEED_OK || d->closed) return -1;
-  if (n == 0) return 0;
-  if (d->max_body && d->fed + n > d->max_body) { d->feed_err = FEED_TOO_BIG; return -1; }
-  /* Compact first when out of room, or when what is left to read is no
-  ** more than what was read (then it moves at most as many bytes as the
-  ** decoder consumed since the last move: O(1) a byte, and usually only
-  ** the cut record, moved when the decoder asks for more). */
+static const char *in_begin(const cv_decoder *d) {
+  if (on_ext(d)) return d->ext + d->ext_pos;
+  return d->in.p ? d->in.p + d->start : EMPTY;
+}
+static const char *in_end(const cv_decoder *d) {
+  if (on_ext(d)) return d->ext + d->ext_len;
+  return d->in.p ? d->in.p + d->in.len : EMPTY;
+}
+static size_t in_avail(const cv_decoder *d) { return (size_t)(in_end(d) - in_begin(d)); }
+/* Is the end of the view the end of the document? (Nothing follows it.) */
+static int at_eof(const cv_decoder *d) {
+  return d->eof && (d->ext == NULL || on_ext(d) || d->ext_pos == d->ext_len);
+}
+
+/* Append n bytes to the buffer. Compact first when out of room, or when
+** what is left to read is no more than what was read (then it moves at
+** most as many bytes as the decoder consumed since the last move: O(1) a
+** byte, and usually only the cut record, moved when the decoder asks for
+** more). */
+static int in_append(cv_decoder *d, const char *p, size_t n) {
   if (d->start > 0 && (d->in.cap - d->in.len < n || d->in.len - d->start <= d->start)) {
     memmove(d->in.p, d->in.p + d->start, d->in.len - d->start);
     d->in.len -= d->start;
     d->start = 0;
   }
-  if (cv_buf_add(&d->in, p, n) != 0) { d->feed_err = FEED_OOM; return -1; }
+  return cv_buf_add(&d->in, p, n);
+}
+
+/* The held string's unread bytes move to the buffer; it is let go. */
+static int spill(cv_decoder *d) {
+  size_t left = d->ext != NULL ? d->ext_len - d->ext_pos : 0;
+  const char *p = d->ext;
+  d->ext = NULL;
+  d->lent = 0;
+  return left > 0 ? in_append(d, p + d->ext_pos, left) : 0;
+}
+
+/* The checks of a feed of n bytes; 0 when they may be taken. */
+static int feed_ok(cv_decoder *d, size_t n) {
+  if (d->feed_err != FEED_OK || d->closed) return -1;
+  if (d->max_body && d->fed + n > d->max_body) { d->feed_err = FEED_TOO_BIG; return -1; }
+  if (spill(d) != 0) { d->feed_err = FEED_OOM; return -1; }
+  return 0;
+}
+
+int cv_decoder_feed(cv_decoder *d, const char *p, size_t n) {
+  if (n == 0) return d->feed_err != FEED_OK || d->closed ? -1 : 0;
+  if (feed_ok(d, n) != 0) return -1;
+  if (in_append(d, p, n) != 0) { d->feed_err = FEED_OOM; return -1; }
   d->fed += n;
   return 0;
 }
 
-size_t cv_decoder_pending(const cv_decoder *d) { return d->in.len - d->start; }
+size_t cv_decoder_pending(const cv_decoder *d) {
+  return d->in.len - d->start + (d->ext != NULL ? d->ext_len - d->ext_pos : 0);
+}
 void cv_decoder_eof(cv_decoder *d) { d->eof = 1; }
 uint64_t cv_decoder_count(const cv_decoder *d) { return d->count; }
 
 void cv_decoder_reset(cv_decoder *d) {
   d->start = d->in.len = 0;
+  d->ext = NULL;
+  d->lent = 0;
   d->off = d->fed = 0;
   d->eof = 0;
   d->feed_err = FEED_OK;
@@ -137,6 +198,8 @@ void cv_decoder_trim(cv_decoder *d) {
   cv_buf_free(&d->scratch);
   cv_buf_free(&d->out);
   d->start = 0;
+  d->ext = NULL;
+  d->lent = 0;
   d->scan_pos = 0;
   d->eof = 1;
   if (d->state != ST_DONE) d->feed_err = FEED_CLOSED;   /* nothing more can be read */
@@ -148,24 +211,66 @@ static int in_envelope(const cv_decoder *d) {
       && d->state != ST_ARR_NEXT;
 }
 
+/* n bytes of the view are read. When what the buffer has left is a copy
+** of the held string's bytes before ext_pos, they are read there instead:
+** the view moves back to the string. */
 static void consume(cv_decoder *d, size_t n) {
   if (in_envelope(d)) d->env_bytes += n;
-  d->start += n;
   d->off += n;
-  if (d->start == d->in.len) d->start = d->in.len = 0;
+  if (d->start < d->in.len) {
+    size_t left;
+    d->start += n;
+    left = d->in.len - d->start;
+    if (left <= d->lent) {
+      d->ext_pos -= left;
+      d->start = d->in.len = 0;
+      d->lent = 0;
+    }
+  } else {
+    d->ext_pos += n;
+  }
 }
 
 /* Skip whitespace; returns the first other byte or -1 when none is buffered. */
 static int peek(cv_decoder *d) {
-  const char *p = in_begin(d), *e = in_end(d);
-  const char *q = cv_json_ws(p, e);
-  consume(d, (size_t)(q - p));
-  return q < e ? (unsigned char)*q : -1;
+  for (;;) {
+    const char *p = in_begin(d), *e = in_end(d);
+    const char *q = cv_json_ws(p, e);
+    consume(d, (size_t)(q - p));
+    if (q < e) return (unsigned char)*q;
+    if (!on_ext(d) || d->ext_pos == d->ext_len) return -1;   /* else the view moved on */
+  }
+}
+
+/* The view ended inside a value. When it was the buffer (a record cut at
+** the end of the last string) and the held string has more, a piece of
+** the string is copied to the buffer (4 KiB, or as much as the buffer
+** holds when more: the copying stays linear for a record of any size):
+** 1, read on; once the record is read, what is left of the piece is read
+** in the string again (consume). When it was the string, its cut end is
+** copied to the buffer: 0, more bytes are needed. */
+static int refill(lua_State *L, cv_decoder *d) {
+  size_t left, n;
+  int was_ext;
+  if (d->ext == NULL) return 0;
+  left = d->ext_len - d->ext_pos;
+  was_ext = on_ext(d);
+  n = was_ext ? left : d->in.len - d->start;
+  if (n < CV_PIECE_MIN) n = CV_PIECE_MIN;
+  if (n > left) n = left;
+  if (n == 0) return 0;
+  if (in_append(d, d->ext + d->ext_pos, n) != 0) {
+    d->feed_err = FEED_OOM;
+    cv_error_oom(L, "buffering the body");
+  }
+  d->ext_pos += n;
+  d->lent += n;
+  return !was_ext;
 }
 
 /* ---- errors and parsers ------------------------------------------------ */
 
-/* The depth of the container holding the value at buf[start]. */
+/* The depth of the container holding the value at the view's start. */
 static int outer_depth(const cv_decoder *d) {
   return d->whole ? 0 : d->level + 1 + (d->state == ST_ARR_ITEM);
 }
@@ -174,7 +279,7 @@ static int outer_depth(const cv_decoder *d) {
 ** (key cache at base, array metatable at base + 1, value cache at base + 2;
 ** 0 = none). */
 static void init_parser(lua_State *L, cv_decoder *d, cv_parser *P, int base) {
-  cv_json_parser_init(P, L, in_begin(d), d->in.len - d->start, d->off, d->eof, outer_depth(d));
+  cv_json_parser_init(P, L, in_begin(d), in_avail(d), d->off, at_eof(d), outer_depth(d));
   P->max_depth = d->max_depth;
   P->max_string = d->max_string;
   P->big_string = d->big_string;
@@ -210,7 +315,7 @@ static int fail_dup(lua_State *L, uint64_t off) {
 
 /* ---- values ------------------------------------------------------------ */
 
-/* The most bytes the value at buf[start] may take, and the error when it
+/* The most bytes the value at the view's start may take, and the error when it
 ** takes more: max_record, and for the envelope what is left of max_envelope. */
 static size_t value_limit(const cv_decoder *d, const char **what) {
   uint64_t left;
@@ -262,13 +367,13 @@ static int scan_nested(lua_State *L, cv_decoder *d, size_t i, size_t n, size_t *
   return 0;
 }
 
-/* Resume the scan for the end of the value at buf[start]: 1 and *ext = its
+/* Resume the scan for the end of the value at the view's start: 1 and *ext = its
 ** length when complete, 0 when more bytes are needed. It reads at most
 ** max + 1 bytes and raises `what` past max. Nothing is validated here
 ** (the parser does that) but the depth, exactly as the parser counts it. */
 static int scan(lua_State *L, cv_decoder *d, size_t max, const char *what, size_t *ext) {
   const char *b = in_begin(d);
-  size_t n = d->in.len - d->start, i = d->scan_pos;
+  size_t n = in_avail(d), i = d->scan_pos;
   int cut = 0, done;
   if (n > max) { n = max + 1; cut = 1; }
   if (i == 0) {
@@ -280,7 +385,7 @@ static int scan(lua_State *L, cv_decoder *d, size_t max, const char *what, size_
   if (d->scan_scalar) {                      /* number or literal */
     while (i < n && !strchr(",]} \t\r\n", b[i])) i++;
     d->scan_pos = i;
-    done = i < n || (d->eof && !cut);
+    done = i < n || (at_eof(d) && !cut);
     *ext = i;
   } else {
     done = scan_nested(L, d, i, n, ext);
@@ -295,7 +400,7 @@ static const char *parse_in(cv_parser *P, int mode) {
   return mode == TAKE_RAW ? cv_json_raw(P, P->base) : cv_json_value(P, P->base);
 }
 
-/* Parse (pushed) or skip the value at buf[start], as `mode` says.
+/* Parse (pushed) or skip the value at the view's start, as `mode` says.
 ** Returns 1 when done, 0 when more bytes are needed. */
 static int take_value(lua_State *L, cv_decoder *d, int mode, int base) {
   cv_parser P;
@@ -313,7 +418,7 @@ static int take_value(lua_State *L, cv_decoder *d, int mode, int base) {
     lua_settop(L, top);                      /* cut short: find its end first */
   }
   if (!scan(L, d, max, what, &ext)) {
-    if (d->eof) fail(L, d, in_end(d), "unexpected end of input");
+    if (at_eof(d)) fail(L, d, in_end(d), "unexpected end of input");
     return 0;
   }
   if (mode != TAKE_SKIP) {
@@ -386,7 +491,7 @@ static int key_seen(lua_State *L, cv_decoder *d) {
   return seen;
 }
 
-/* Decode the member key at buf[start] (a string) into d->key. */
+/* Decode the member key at the view's start (a string) into d->key. */
 static int take_key(lua_State *L, cv_decoder *d, int base) {
   size_t n;
   const char *s;
@@ -438,7 +543,7 @@ static int next_byte(lua_State *L, cv_decoder *d) {
   if (d->scan_pos != 0) return (unsigned char)*in_begin(d);
   c = peek(d);
   if (d->env_bytes > d->max_envelope) fail(L, d, NULL, "envelope larger than max_envelope");
-  if (c >= 0 || !d->eof) return c;
+  if (c >= 0 || !at_eof(d)) return c;
   if (d->state == ST_TRAILING) { d->state = ST_DONE; return -1; }
   if (d->state == ST_BEGIN && d->fed == 0)
     fail(L, d, NULL, "empty document (a JSON value expected)");
@@ -528,6 +633,16 @@ static int next_or_skip(lua_State *L, cv_decoder *d, int skip) {
   lua_rawgeti(L, base, CV_KEY_MT);
   lua_rawgeti(L, base, CV_KEY_VALUES);
   r = step(L, d, skip, base);
+  while (r == CV_DEC_MORE && refill(L, d)) r = step(L, d, skip, base);
+  if (d->ext != NULL && d->ext_pos == d->ext_len) {   /* read to its end */
+    d->ext = NULL;
+    d->lent = 0;
+  }
+  if (d->held && d->ext == NULL) {           /* let the string read in place go */
+    lua_pushnil(L);
+    lua_rawseti(L, base, KEY_HOLD);
+    d->held = 0;
+  }
   if (r == CV_DEC_RECORD && !skip) lua_replace(L, base);
   lua_settop(L, base - (r != CV_DEC_RECORD || skip));
   return r;
@@ -556,6 +671,8 @@ static void release(cv_decoder *d) {
   cv_buf_free(&d->key);
   cv_buf_free(&d->scratch);
   cv_buf_free(&d->out);
+  d->ext = NULL;
+  d->lent = 0;
   for (i = 0; i < d->npath; i++) free(d->path[i]);
   d->npath = 0;
   d->start = 0;
@@ -652,7 +769,18 @@ static int dec_feed(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   if (d->eof) return cv_error_raise(L, "usage", "feed after finish");
-  cv_decoder_feed(d, s, n);                  /* failures surface in next() */
+  if (n < CV_BORROW_MIN) {
+    cv_decoder_feed(d, s, n);                /* failures surface in next() */
+  } else if (feed_ok(d, n) == 0) {           /* read in place: held by keys[KEY_HOLD] */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->keys_ref);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, KEY_HOLD);
+    d->held = 1;
+    d->ext = s;
+    d->ext_len = n;
+    d->ext_pos = 0;
+    d->fed += n;
+  }
   lua_settop(L, 1);
   return 1;
 }
