@@ -168,67 +168,75 @@ static const char SIMPLE_ESCAPE[256] = {
 
 /* The slow path: a string with escapes, decoded into the scratch buffer.
 ** s0 = first byte after the opening quote, p = the first backslash.
-** Invariant at the top of the loop: scratch holds the decoded text of
-** [s0, p), and p is at a byte that is not plain (or at the end). Plain
-** runs are copied a block at a time: each block is stored whole, then
-** the output advances only by its plain bytes. */
+** Each turn of the loop copies the plain run at p a block at a time (each
+** block is stored whole, then the output advances only by its plain
+** bytes), then decodes the byte that ended it: a UTF-8 sequence (the
+** usual case), an escape, or the closing quote. Invariants at the top of
+** the loop: [b->p, o) is the decoded text of [s0, p), and there is room
+** for a block and a character after o (o <= room). */
 CV_JSON_NOINLINE static const char *string_escaped(cv_parser *P, const char *s0,
                                                    const char *p) {
   const char *end = P->end;
   cv_buf *b = P->scratch;
+  char *o, *room;
   b->len = 0;
-  if (cv_buf_add(b, s0, (size_t)(p - s0)) != 0) cv_error_oom(P->L, "decoding a string");
+  if (cv_buf_add(b, s0, (size_t)(p - s0)) != 0
+      || cv_buf_reserve(b, 4 + CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
+  o = b->p + b->len;
+  room = b->p + b->cap - (4 + CV_BLOCK);
   for (;;) {
     unsigned char c;
-    if (b->len > P->max_string) cv_json_error(P, s0, "string longer than max_string");
+    if (o > room) {
+      b->len = (size_t)(o - b->p);
+      if (cv_buf_grow(b, 4 + CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
+      o = b->p + b->len;
+      room = b->p + b->cap - (4 + CV_BLOCK);
+    }
+    if (end - p >= CV_BLOCK) {
+      cv_mask m = cv_plain_mask(p);
+      size_t k;
+      cv_block_copy(o, p);
+      if (m == 0) {
+        p += CV_BLOCK;
+        o += CV_BLOCK;
+        continue;
+      }
+      k = CV_PLAIN_AT(m, p);
+      p += k;
+      o += k;
+    } else {                                      /* the tail: fewer than CV_BLOCK bytes */
+      while (p < end && cv_plain_byte((unsigned char)*p)) *o++ = *p++;
+    }
+    if ((size_t)(o - b->p) > P->max_string) cv_json_error(P, s0, "string longer than max_string");
     if (p >= end) return CV_MORE(P, p);
     c = (unsigned char)*p;
-    if (c == '"') break;
-    if (cv_buf_reserve(b, 4 + CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
-    if (c == '\\') {
-      size_t n;
-      if (p + 1 >= end) return CV_MORE(P, p);
-      if (SIMPLE_ESCAPE[(unsigned char)p[1]] != 0) {   /* \n \t \" ...: no call */
-        b->p[b->len++] = SIMPLE_ESCAPE[(unsigned char)p[1]];
-        p += 2;
-      } else {
-        long cp = cv_json_escape(P, p, &n);
-        if (cp < 0) return NULL;
-        b->len += put_utf8(b->p + b->len, (unsigned long)cp);
-        p += n;
-      }
-    } else if (c < 0x20) {
-      cv_json_error(P, p, "control character in string");
-    } else {
+    if (c >= 0x80) {
       int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
       if (k < 0) return CV_MORE(P, p);
       if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
-      if (end - p >= 4) memcpy(b->p + b->len, p, 4);   /* room for 4 was reserved */
-      else memcpy(b->p + b->len, p, (size_t)k);
-      b->len += (size_t)k;
+      if (end - p >= 4) memcpy(o, p, 4);          /* there is room for 4 */
+      else memcpy(o, p, (size_t)k);
+      o += k;
       p += k;
-    }
-    if (b->len > P->max_string) cv_json_error(P, s0, "string longer than max_string");
-    for (;;) {                                    /* the plain run that follows */
-      cv_mask m;
-      if (cv_buf_reserve(b, CV_BLOCK) != 0) cv_error_oom(P->L, "decoding a string");
-      if (end - p < CV_BLOCK) {                   /* the tail: fewer than CV_BLOCK bytes */
-        while (p < end && cv_plain_byte((unsigned char)*p)) b->p[b->len++] = *p++;
-        break;
+    } else if (c == '\\') {
+      if (p + 1 >= end) return CV_MORE(P, p);
+      if (SIMPLE_ESCAPE[(unsigned char)p[1]] != 0) {   /* \n \t \" ...: no call */
+        *o++ = SIMPLE_ESCAPE[(unsigned char)p[1]];
+        p += 2;
+      } else {
+        size_t n;
+        long cp = cv_json_escape(P, p, &n);
+        if (cp < 0) return NULL;
+        o += put_utf8(o, (unsigned long)cp);
+        p += n;
       }
-      m = cv_plain_mask(p);
-      cv_block_copy(b->p + b->len, p);
-      if (m != 0) {
-        size_t k = CV_PLAIN_AT(m, p);
-        p += k;
-        b->len += k;
-        break;
-      }
-      p += CV_BLOCK;
-      b->len += CV_BLOCK;
+    } else if (c == '"') {
+      break;
+    } else {
+      cv_json_error(P, p, "control character in string");
     }
   }
-  lua_pushlstring(P->L, b->p, b->len);
+  lua_pushlstring(P->L, b->p, (size_t)(o - b->p));
   return p + 1;
 }
 
@@ -239,19 +247,22 @@ const char *cv_json_string(cv_parser *P, const char *p) {
     p = cv_json_plain(p, end);
     if (p >= end) return CV_MORE(P, p);
     c = (unsigned char)*p;
+    if (c >= 0x80) {
+      do {                                        /* a run of other characters */
+        int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
+        if (k < 0) return CV_MORE(P, p);
+        if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
+        p += k;
+      } while (p < end && (unsigned char)*p >= 0x80);
+      continue;
+    }
     if (c == '"') {
       if ((size_t)(p - s) > P->max_string) cv_json_error(P, s, "string longer than max_string");
       lua_pushlstring(P->L, s, (size_t)(p - s));
       return p + 1;
     }
     if (c == '\\') return string_escaped(P, s, p);
-    if (c < 0x20) cv_json_error(P, p, "control character in string");
-    do {                                          /* a run of other characters */
-      int k = cv_utf8_seq((const unsigned char *)p, (size_t)(end - p));
-      if (k < 0) return CV_MORE(P, p);
-      if (k == 0) cv_json_error(P, p, "invalid UTF-8 in string");
-      p += k;
-    } while (p < end && (unsigned char)*p >= 0x80);
+    cv_json_error(P, p, "control character in string");
   }
 }
 
