@@ -419,7 +419,7 @@ describe("converse.json.decoder", function()
       local d = json.decoder()
       local out, i = {}, 1
       while i <= #text do
-        d:feed(text:sub(i, i + 999) .. "")          -- the only reference is the decoder's
+        d:feed(text:sub(i, i + 999))                -- the only reference is the decoder's
         i = i + 1000
         collectgarbage()
         collectgarbage()
