@@ -152,8 +152,9 @@ static int spill(cv_decoder *d) {
   return left > 0 ? in_append(d, p + d->ext_pos, left) : 0;
 }
 
-/* The checks of a feed of n bytes; 0 when they may be taken. */
-static int feed_ok(cv_decoder *d, size_t n) {
+/* Start a feed of n bytes: check it, and move what is unread of a held
+** string to the buffer (the new bytes follow it); 0 when it may go on. */
+static int feed_begin(cv_decoder *d, size_t n) {
   if (d->feed_err != FEED_OK || d->closed) return -1;
   if (d->max_body && d->fed + n > d->max_body) { d->feed_err = FEED_TOO_BIG; return -1; }
   if (spill(d) != 0) { d->feed_err = FEED_OOM; return -1; }
@@ -162,7 +163,7 @@ static int feed_ok(cv_decoder *d, size_t n) {
 
 int cv_decoder_feed(cv_decoder *d, const char *p, size_t n) {
   if (n == 0) return d->feed_err != FEED_OK || d->closed ? -1 : 0;
-  if (feed_ok(d, n) != 0) return -1;
+  if (feed_begin(d, n) != 0) return -1;
   if (in_append(d, p, n) != 0) { d->feed_err = FEED_OOM; return -1; }
   d->fed += n;
   return 0;
@@ -771,7 +772,7 @@ static int dec_feed(lua_State *L) {
   if (d->eof) return cv_error_raise(L, "usage", "feed after finish");
   if (n < CV_BORROW_MIN) {
     cv_decoder_feed(d, s, n);                /* failures surface in next() */
-  } else if (feed_ok(d, n) == 0) {           /* read in place: held by keys[KEY_HOLD] */
+  } else if (feed_begin(d, n) == 0) {        /* read in place: held by keys[KEY_HOLD] */
     lua_rawgeti(L, LUA_REGISTRYINDEX, d->keys_ref);
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, KEY_HOLD);
