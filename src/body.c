@@ -162,6 +162,29 @@ void cv_body_starve(cv_body *b, int starved) {
   b->starved_at = starved && b->dec != NULL ? cv_decoder_pending(b->dec) : 0;
 }
 
+/* ---- for the transports' Lua methods ---------------------------------- */
+
+int cv_body_next(lua_State *L, cv_body *b, int skip) {
+  int r = skip ? cv_decoder_skip(L, b->dec) : cv_decoder_next(L, b->dec);
+  if (r == CV_DEC_RECORD) {
+    cv_body_starve(b, 0);
+    if (skip) lua_pushboolean(L, 1);
+  } else if (r == CV_DEC_DONE) {
+    lua_pushnil(L);
+  } else {
+    cv_body_starve(b, 1);
+  }
+  return r;
+}
+
+int cv_body_push_failure(lua_State *L, const cv_body *b) {
+  if (b->state == CV_BODY_OOM) return cv_error_oom(L, "reading the response");
+  if (b->encoding == CV_ENC_UNKNOWN)
+    return cv_push_failure(L, "network",
+                           "response uses a Content-Encoding that was not asked for", 1);
+  return cv_push_failure(L, "network", cv_body_error(b->state), b->state == CV_BODY_TOO_BIG);
+}
+
 const char *cv_body_error(int state) {
   switch (state) {
     case CV_BODY_TOO_BIG:            return "response body larger than max_body";

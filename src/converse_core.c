@@ -14,6 +14,16 @@ void cv_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_R
   lua_pop(L, 1);
 }
 
+size_t cv_opt_size(lua_State *L, int idx, const char *key, size_t dflt) {
+  size_t v = dflt;
+  if (cv_getfield(L, idx, key) != LUA_TNIL) {
+    lua_Number n = luaL_checknumber(L, -1);
+    v = !(n > 0) ? 0 : n >= 1e15 ? (size_t)1e15 : (size_t)n;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 static int core_error_mt(lua_State *L) {
   luaL_getmetatable(L, CV_ERROR_MT);
   return 1;

@@ -46,6 +46,9 @@
 /* ---- converse_core.c ---------------------------------------------------- */
 /* Register a userdata class: metamethods `meta`, methods in __index. */
 void cv_class(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods);
+/* Option `key` of the table at idx, a byte count: dflt when absent, 0 when
+** not positive, at most 1e15 (a number is required). */
+size_t cv_opt_size(lua_State *L, int idx, const char *key, size_t dflt);
 /* Push core.EMPTY, the sentinel for "a 2xx response with an empty body". */
 void cv_push_empty(lua_State *L);
 
@@ -74,6 +77,10 @@ void cv_error_push(lua_State *L, const char *kind, const char *msg);
 /* Build an error object from a printf-style message and raise it.
 ** Callers must not hold malloc'd memory that only they can free. */
 CV_NORETURN int cv_error_raise(lua_State *L, const char *kind, const char *fmt, ...);
+/* A transport's failure as its methods answer it: nil, kind, message,
+** permanent (the transport contract, lua/converse/transport/init.lua).
+** Returns 4, the number of values pushed. */
+int  cv_push_failure(lua_State *L, const char *kind, const char *msg, int permanent);
 void cv_errors_open(lua_State *L);     /* creates the metatables */
 
 /* ---- json_encode.c ----------------------------------------------------- */
@@ -143,6 +150,13 @@ int    cv_body_drained(const cv_body *b);           /* nothing compressed is hel
 ** else why the body is bad. */
 int    cv_body_finish(cv_body *b, size_t limit);
 const char *cv_body_error(int state);               /* message for a failed state */
+/* For the transports' next(): the decoder's next record, pushed (true
+** when skipped): CV_DEC_RECORD; its end, nil pushed: CV_DEC_DONE; nothing
+** pushed, CV_DEC_MORE: it needs more bytes, which the body now lets in. */
+int    cv_body_next(lua_State *L, cv_body *b, int skip);
+/* Push the failure of a body that cannot be read on (returns 4); raises
+** the out-of-memory error object for CV_BODY_OOM. */
+int    cv_body_push_failure(lua_State *L, const cv_body *b);
 
 /* ---- http.c (HTTP/1.1 response framing; sans I/O) ------------------------ */
 #define CV_HTTP_HEAD_CAP  ((size_t)256 << 10)   /* head lines (1xx heads too) + trailers */

@@ -30,6 +30,14 @@ int cv_error_raise(lua_State *L, const char *kind, const char *fmt, ...) {
   CV_UNREACHABLE();
 }
 
+int cv_push_failure(lua_State *L, const char *kind, const char *msg, int permanent) {
+  lua_pushnil(L);
+  lua_pushstring(L, kind);
+  lua_pushstring(L, msg);
+  lua_pushboolean(L, permanent);
+  return 4;
+}
+
 /* Fallback __tostring until converse.errors installs the full one. */
 static int error_tostring(lua_State *L) {
   lua_getfield(L, 1, "kind");

@@ -118,25 +118,8 @@ static void settle(cv_response *r) {
 
 /* ---- failures ---------------------------------------------------------- */
 
-static int push_triple(lua_State *L, const char *kind, const char *msg, int permanent) {
-  lua_pushnil(L);
-  lua_pushstring(L, kind);
-  lua_pushstring(L, msg);
-  lua_pushboolean(L, permanent);
-  return 4;
-}
-
 static int push_http_failure(lua_State *L, const cv_response *r) {
-  return push_triple(L, "network", r->http.error, r->http.permanent);
-}
-
-/* A body that cannot be read on (the states body.c reports). */
-static int push_body_failure(lua_State *L, const cv_response *r) {
-  int bs = r->body.state;
-  if (bs == CV_BODY_OOM) return cv_error_oom(L, "reading the response");
-  if (r->http.encoding == CV_ENC_UNKNOWN)
-    return push_triple(L, "network", "response uses a Content-Encoding that was not asked for", 1);
-  return push_triple(L, "network", cv_body_error(bs), bs == CV_BODY_TOO_BIG);
+  return cv_push_failure(L, "network", r->http.error, r->http.permanent);
 }
 
 /* ---- Lua methods ------------------------------------------------------- */
@@ -226,20 +209,13 @@ static int response_next(lua_State *L) {
   }
   if (!is_2xx(r) || r->dec == NULL) { lua_pushnil(L); return 1; }
   for (;;) {
-    int d, moved = step(r, PUMP_LIMIT), bs;
+    int moved = step(r, PUMP_LIMIT), bs;
     settle(r);
     bs = r->body.state;
     if (bs == CV_BODY_OK && r->eof_sent && r->body.decoded == 0) { cv_push_empty(L); return 1; }
-    d = skip ? cv_decoder_skip(L, r->dec) : cv_decoder_next(L, r->dec);
-    if (d == CV_DEC_RECORD) {
-      cv_body_starve(&r->body, 0);
-      if (skip) lua_pushboolean(L, 1);
-      return 1;
-    }
-    if (d == CV_DEC_DONE) { lua_pushnil(L); return 1; }
-    cv_body_starve(&r->body, 1);                      /* it needs more bytes */
+    if (cv_body_next(L, &r->body, skip) != CV_DEC_MORE) return 1;
     if (bs != CV_BODY_OK && bs != CV_BODY_DECODER)    /* records first, then why no more */
-      return push_body_failure(L, r);
+      return cv_body_push_failure(L, &r->body);
     if (moved || cv_body_pump(&r->body, PUMP_LIMIT) > 0) continue;
     if (http_done(r) && !r->eof_sent) continue;
     if (r->http.error != NULL) return push_http_failure(L, r);
@@ -272,10 +248,9 @@ static int response_text(lua_State *L) {
       return 1;
     }
   }
-  if (st == CV_BODY_OOM) return cv_error_oom(L, "reading the response");
-  if (st == CV_BODY_TOO_BIG || (is_2xx(r) && (st == CV_BODY_BAD_ENCODING
-                                             || st == CV_BODY_TRUNCATED_ENCODING)))
-    return push_body_failure(L, r);
+  if (st == CV_BODY_OOM || st == CV_BODY_TOO_BIG
+      || (is_2xx(r) && (st == CV_BODY_BAD_ENCODING || st == CV_BODY_TRUNCATED_ENCODING)))
+    return cv_body_push_failure(L, &r->body);
   lua_pushlstring(L, r->body.text.p ? r->body.text.p : "", r->body.text.len);
   return 1;
 }
@@ -349,16 +324,6 @@ static int response_tostring(lua_State *L) {
   return 1;
 }
 
-static size_t opt_size(lua_State *L, int idx, const char *key, size_t dflt) {
-  size_t v = dflt;
-  if (cv_getfield(L, idx, key) != LUA_TNIL) {
-    lua_Number n = luaL_checknumber(L, -1);
-    v = !(n > 0) ? 0 : n >= 1e15 ? (size_t)1e15 : (size_t)n;
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
 /* core.http_response{ method =, decoder =, max_body =, max_error_body = } */
 static int response_new(lua_State *L) {
   cv_response *r;
@@ -372,8 +337,8 @@ static int response_new(lua_State *L) {
   memset(r, 0, sizeof *r);                  /* closed until set up */
   r->dec_ref = LUA_NOREF;
   luaL_setmetatable(L, RESPONSE_MT);
-  r->max_body = opt_size(L, 1, "max_body", (size_t)256 << 20);
-  r->max_error_body = opt_size(L, 1, "max_error_body", ERROR_BODY_CAP);
+  r->max_body = cv_opt_size(L, 1, "max_body", (size_t)256 << 20);
+  r->max_error_body = cv_opt_size(L, 1, "max_error_body", ERROR_BODY_CAP);
   if (cv_getfield(L, 1, "decoder") != LUA_TNIL) {
     r->dec = cv_decoder_check(L, -1);
     r->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -115,16 +115,6 @@ static long opt_ms(lua_State *L, int idx, const char *key, long dflt) {
   return v;
 }
 
-static size_t opt_size(lua_State *L, int idx, const char *key, size_t dflt) {
-  size_t v = dflt;
-  if (cv_getfield(L, idx, key) != LUA_TNIL) {
-    lua_Number n = luaL_checknumber(L, -1);
-    v = !(n > 0) ? 0 : n >= 1e15 ? (size_t)1e15 : (size_t)n;
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
 static char *opt_str(lua_State *L, int idx, const char *key) {
   char *s = NULL;
   if (cv_getfield(L, idx, key) == LUA_TSTRING) {
@@ -260,40 +250,30 @@ static int permanent(CURLcode rc) {
   }
 }
 
-static int push_triple(lua_State *L, const char *kind, const char *msg, int perm) {
-  lua_pushnil(L);
-  lua_pushstring(L, kind);
-  lua_pushstring(L, msg);
-  lua_pushboolean(L, perm);
-  return 4;
-}
-
 /* The failure of a transfer as nil, kind, message, permanent (returns 4);
 ** raises the out-of-memory error object. */
 static int push_failure(lua_State *L, cv_transfer *t) {
   int bs = t->body.state;
+  const char *why = t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result);
   if (t->abort == ABORT_HEAD)
-    return push_triple(L, "network", "response head larger than 256 KiB", 1);
+    return cv_push_failure(L, "network", "response head larger than 256 KiB", 1);
   if (bs == CV_BODY_OOM || (t->result == CURLE_OUT_OF_MEMORY && t->headers_done))
     return cv_error_oom(L, "reading the response");
   if (t->abort == ABORT_BODY || bs == CV_BODY_BAD_ENCODING || bs == CV_BODY_TRUNCATED_ENCODING
-      || bs == CV_BODY_TOO_BIG) {
-    if (t->encoding == CV_ENC_UNKNOWN)
-      return push_triple(L, "network", "response uses a Content-Encoding that was not asked for", 1);
-    return push_triple(L, "network", cv_body_error(bs), bs == CV_BODY_TOO_BIG);
-  }
+      || bs == CV_BODY_TOO_BIG)
+    return cv_body_push_failure(L, &t->body);
   if (t->result == CURLE_OUT_OF_MEMORY && !t->headers_done)
-    return push_triple(L, "network", "response head too large or malformed", 1);
+    return cv_push_failure(L, "network", "response head too large or malformed", 1);
   if (t->result == CURLE_OPERATION_TIMEDOUT)
-    return push_triple(L, "timeout", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result), 0);
+    return cv_push_failure(L, "timeout", why, 0);
   if (t->result == CURLE_OK)          /* ended without a failure, but not as expected */
-    return push_triple(L, "network", "the connection closed before the response was complete", 0);
-  return push_triple(L, "network", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result),
-                     permanent(t->result));
+    return cv_push_failure(L, "network",
+                           "the connection closed before the response was complete", 0);
+  return cv_push_failure(L, "network", why, permanent(t->result));
 }
 
 static int push_interrupted(lua_State *L) {
-  return push_triple(L, "interrupted", "interrupted by a signal", 1);
+  return cv_push_failure(L, "interrupted", "interrupted by a signal", 1);
 }
 
 /* ---- Transfer ---------------------------------------------------------- */
@@ -394,7 +374,6 @@ static int transfer_next(lua_State *L) {
   for (;;) {
     int json = t->dec != NULL && t->headers_done && is_2xx(t) && t->abort != ABORT_HEAD;
     if (json) {
-      int r;
       settle(t);
       if (t->body.state != CV_BODY_OK && t->body.state != CV_BODY_DECODER)
         return push_failure(L, t);
@@ -402,14 +381,7 @@ static int transfer_next(lua_State *L) {
         cv_push_empty(L);
         return 1;
       }
-      r = skip ? cv_decoder_skip(L, t->dec) : cv_decoder_next(L, t->dec);
-      if (r == CV_DEC_RECORD) {
-        cv_body_starve(&t->body, 0);
-        if (skip) lua_pushboolean(L, 1);
-        return 1;
-      }
-      if (r == CV_DEC_DONE) { lua_pushnil(L); return 1; }
-      cv_body_starve(&t->body, 1);                      /* it needs more bytes */
+      if (cv_body_next(L, &t->body, skip) != CV_DEC_MORE) return 1;
       if (cv_body_pump(&t->body, PUMP_LIMIT) > 0) continue;
       if (t->state == T_DONE && t->result == CURLE_OK && !t->eof_sent) continue;
     }
@@ -580,8 +552,8 @@ static int transport_request(lua_State *L) {
   }
   if (t->easy == NULL) return cv_error_oom(L, "starting a transfer");
   t->state = T_RUNNING;
-  t->max_body = opt_size(L, 2, "max_body", (size_t)256 << 20);
-  t->max_error_body = opt_size(L, 2, "max_error_body", ERROR_BODY_CAP);
+  t->max_body = cv_opt_size(L, 2, "max_body", (size_t)256 << 20);
+  t->max_error_body = cv_opt_size(L, 2, "max_error_body", ERROR_BODY_CAP);
   if (cv_getfield(L, 2, "decoder") != LUA_TNIL) {
     t->dec = cv_decoder_check(L, -1);
     t->dec_ref = luaL_ref(L, LUA_REGISTRYINDEX);
