@@ -7,7 +7,10 @@
 ** body decodes gzip/deflate itself (zlib) in bounded steps and routes the
 ** result: a 2xx body into its streaming JSON decoder, or kept as text (a
 ** 2xx body without decoder, up to max_body; an error body, up to
-** max_error_body, after which it asks for no more bytes).
+** max_error_body, after which it asks for no more bytes). For both
+** transports' next() it also pulls the decoder's records (cv_body_next:
+** the decoder's need for bytes goes into the flow control below) and
+** words a bad body's failure (cv_body_push_failure).
 **
 ** Memory is bounded whatever the server sends:
 ** - compressed bytes are held only until the decoder has room: at most one
