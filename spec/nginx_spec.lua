@@ -282,3 +282,71 @@ describe(wanted and "an nginx worker during a sync" or "an nginx worker during a
     assert.is_true(p99 < 0.05, ("p99 %.1f ms"):format(p99 * 1000))
   end)
 end)
+
+-- A turn of the event loop (transport/nginx.lua `turn`): a timer of 0 s
+-- posting a semaphore, so a turn costs about nothing when nobody else
+-- waits; without a timer to be had, or one that can run, the sleep of NAP
+-- it replaced.
+describe(wanted and "turns of an nginx worker's event loop"
+  or "turns of an nginx worker's event loop (runs in the LuaJIT pass)", function()
+  if not wanted then return end
+  local srv
+
+  local TURNS = [[
+    local t = require "converse.transport.nginx"
+    local now = require("converse.core").now
+    local slice = t.SLICE
+    if ngx.var.arg_hold == "running" then                -- the only timer that may run
+      ngx.timer.at(0, function() ngx.sleep(1.5) end)
+      ngx.sleep(0.05)
+    elseif ngx.var.arg_hold == "pending" then            -- the only timer that may wait
+      ngx.timer.at(60, function() end)
+    end
+    t.SLICE = 0                                          -- every breathe() turns
+    local t0 = now()
+    for _ = 1, 200 do t.breathe() end
+    t.SLICE = slice
+    ngx.say(now() - t0)
+  ]]
+
+  local function turns(query)
+    local res = srv:get("/turns" .. query, 20)
+    assert.are.equal(200, res.status, res.body)
+    return tonumber(res.body)
+  end
+
+  local function alerts()
+    local n = 0
+    for _ in srv:error_log():gmatch("lua_max_running_timers are not enough") do n = n + 1 end
+    return n
+  end
+
+  setup(function()
+    srv = assert(nginx.start {
+      workers = 1,
+      http = "lua_max_pending_timers 1; lua_max_running_timers 1;",
+      server = "location /turns { content_by_lua_block { " .. TURNS .. " } }",
+    })
+  end)
+  teardown(function() if srv then srv:stop() end end)
+
+  it("does not sleep when a timer can run at once", function()
+    local secs = turns("")
+    assert.is_true(secs < 0.15, ("200 turns took %.3f s"):format(secs))
+    assert.are.equal(0, alerts())
+  end)
+
+  it("sleeps NAP when its timers cannot run, with one alert a second from nginx", function()
+    local secs = turns("?hold=running")
+    assert.is_true(secs >= 0.2, ("200 turns took %.3f s"):format(secs))
+    local n = alerts()
+    assert.is_true(n >= 1 and n <= 2, n .. " alerts")
+  end)
+
+  it("sleeps NAP when no timer can be had, and logs nothing", function()
+    local before = srv:error_log()
+    local secs = turns("?hold=pending")
+    assert.is_true(secs >= 0.2, ("200 turns took %.3f s"):format(secs))
+    assert.are.equal(before, srv:error_log())
+  end)
+end)

@@ -17,7 +17,7 @@
 -- streaming decoder, all in C, sans I/O, each call bounded (64 KiB parsed,
 -- 1 MiB inflated, one record decoded). Reading stops while the decoder
 -- holds 256 KiB. Every `SLICE` seconds of work the transport yields to
--- nginx's event loop (`ngx.sleep(NAP)`), so the worker keeps serving
+-- nginx's event loop for one turn (see `turn`), so the worker keeps serving
 -- other requests while a 1,000,000-row page is decoded.
 --
 -- A connection goes back to the pool (`setkeepalive`; pool name: scheme,
@@ -38,6 +38,7 @@ local semaphore = require "ngx.semaphore"
 
 local ngx = ngx
 local tcp, spawn, kill, sleep = ngx.socket.tcp, ngx.thread.spawn, ngx.thread.kill, ngx.sleep
+local timer_at, new_semaphore = ngx.timer.at, semaphore.new
 local exiting = ngx.worker.exiting
 local now, response = core.now, core.http_response
 local setmetatable, type, tostring, pcall, ipairs, pairs = setmetatable, type, tostring, pcall, ipairs, pairs
@@ -47,7 +48,7 @@ local format, running = string.format, coroutine.running
 local M = {
   CHUNK = 65536,        -- bytes asked of one socket read
   SLICE = 0.005,        -- seconds of work between two turns of nginx's event loop
-  NAP = 0.001,          -- the turn: the shortest sleep nginx has (sleep(0) needs a patch)
+  NAP = 0.001,          -- the longest a turn waits: the shortest sleep nginx has
   POOL_SIZE = 32,       -- idle connections kept per pool
   IDLE = 60,            -- seconds an idle pooled connection is kept
   ERROR_BODY_SECS = 5,  -- an error body may take this long after its head
@@ -60,11 +61,44 @@ local MAX_WAIT = 86400
 
 local slice_start = now()
 
+-- One turn of the event loop: whatever waits (requests, timers, sockets)
+-- runs, then we go on. ngx.sleep(0) would be that turn, but Debian's ngx_lua
+-- lacks OpenResty's delayed-events patch (it logs a warning each time), and
+-- ngx.sleep(NAP) waits a millisecond or more even when nothing else waits:
+-- a tenth of a large page's time. So a timer of 0 s posts a semaphore the
+-- transport waits on: timers of 0 s run on the loop's next pass, after the
+-- events that were ready. Without a timer (lua_max_pending_timers reached,
+-- the worker exiting) the turn is the sleep. The wait is bounded by NAP,
+-- what a turn cost before (nginx's clock is in milliseconds: that wait may
+-- also end at once, before the timer ran; no harm). A timer that has not
+-- run by the next turn was dropped (the worker runs lua_max_running_timers
+-- timers already: nginx says so with an alert): the turns of the next
+-- second are sleeps, so such a worker logs one alert a second, not one a
+-- turn.
+local sleep_until, unposted = 0, nil
+
+local function post(_, sem) sem:post() end
+
+local function turn()
+  if unposted then
+    if unposted:count() <= 0 then sleep_until = now() + 1 end
+    unposted = nil
+  end
+  if now() >= sleep_until then
+    local sem = new_semaphore()
+    if sem and timer_at(0, post, sem) then
+      if not sem:wait(M.NAP) then unposted = sem end
+      return
+    end
+  end
+  sleep(M.NAP)
+end
+
 -- Give nginx a turn once this worker has been busy for SLICE seconds.
 local function breathe()
   local t = now()
   if t - slice_start >= M.SLICE then
-    sleep(M.NAP)
+    turn()
     slice_start = now()
   end
 end
