@@ -6,6 +6,9 @@
 # short run of the last.
 cd "$(dirname "$0")/.." || exit 1
 uptime
+# The machine: time ratios differ between CPUs (README, Benchmarks).
+echo "machine: $(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -1), \
+$(nproc 2>/dev/null || echo '?') cores, $(uname -sr)"
 bench/json.sh || exit 1
 bench/e2e.sh || exit 1
 for lua in lua5.4 luajit; do
